@@ -1,0 +1,27 @@
+# PGXS build for the pipeline extension.
+EXTENSION  = pipeline
+MODULE_big = pipeline
+OBJS = \
+	src/pipeline.o \
+	src/security.o \
+	src/catalog.o \
+	src/define.o \
+	src/extract.o \
+	src/transform.o \
+	src/load.o \
+	src/run.o
+
+DATA = pipeline--0.1.sql
+PGFILEDESC = "pipeline - in-database data pipelines"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Werror
+
+# pg_regress suites (sql/ and expected/), run against a server that
+# scripts/test.sh starts; see README.md.
+REGRESS = create run modes errors explain
+REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=pipeline_regress
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,192 @@
+/* pipeline--0.1.sql: catalog and SQL API of the pipeline extension */
+
+\echo Use "CREATE EXTENSION pipeline" to load this file. \quit
+
+/*
+ * The catalog lives in schema "pipeline". The functions live in pg_catalog
+ * (the extension's schema) so that pipeline_run() and friends resolve
+ * whatever the caller's search_path is.
+ *
+ * Users read the catalog through row-level security: a role sees the rows of
+ * the pipelines it owns (or whose owner it inherits from). Users never write
+ * the catalog directly; the C functions do, as the catalog's owner, after
+ * checking that the caller owns the pipeline.
+ */
+CREATE SCHEMA pipeline;
+GRANT USAGE ON SCHEMA pipeline TO PUBLIC;
+
+CREATE TABLE pipeline.pipelines (
+    name            text        PRIMARY KEY,
+    owner           regrole     NOT NULL,
+    source          regclass    NOT NULL,
+    target          regclass    NOT NULL,
+    transform       text,
+    watermark       name,
+    last_watermark  text,
+    mode            text        NOT NULL DEFAULT 'append'
+                    CHECK (mode IN ('append', 'upsert', 'replace')),
+    key             name[],
+    batch_size      bigint      CHECK (batch_size > 0),
+    lag             text,
+    enabled         boolean     NOT NULL DEFAULT true,
+    search_path     text        NOT NULL,
+    options         jsonb       NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    last_success_at timestamptz
+);
+
+COMMENT ON TABLE pipeline.pipelines IS 'One row per pipeline definition';
+
+CREATE TABLE pipeline.runs (
+    run_id           bigserial   PRIMARY KEY,
+    pipeline         text        NOT NULL,
+    owner            regrole     NOT NULL,
+    trigger          text        NOT NULL DEFAULT 'manual',
+    attempt          integer     NOT NULL DEFAULT 1,
+    status           text        NOT NULL
+                     CHECK (status IN ('succeeded', 'failed', 'skipped')),
+    rows_read        bigint      NOT NULL DEFAULT 0,
+    rows_loaded      bigint      NOT NULL DEFAULT 0,
+    rows_quarantined bigint      NOT NULL DEFAULT 0,
+    watermark_from   text,
+    watermark_to     text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    error            text,
+    sqlstate         text
+);
+
+CREATE INDEX runs_pipeline_idx ON pipeline.runs (pipeline, run_id DESC);
+
+COMMENT ON TABLE pipeline.runs IS 'History of pipeline runs that did work or failed';
+
+-- pg_dump keeps the user rows of these tables (and the run id sequence).
+SELECT pg_catalog.pg_extension_config_dump('pipeline.pipelines', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.runs_run_id_seq', '');
+
+ALTER TABLE pipeline.pipelines ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.runs ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY pipelines_of_owner ON pipeline.pipelines
+    FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY runs_of_owner ON pipeline.runs
+    FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+
+GRANT SELECT ON pipeline.pipelines, pipeline.runs TO PUBLIC;
+
+/* The key of the heavyweight lock that serialises runs of one pipeline. */
+CREATE FUNCTION pipeline_lock_key(name text)
+RETURNS oid
+AS 'MODULE_PATHNAME', 'pipeline_lock_key'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION pipeline_lock_key(text) IS
+    'objid of the lock a running pipeline holds (pg_locks.objid)';
+
+CREATE VIEW pipeline.status
+WITH (security_barrier) AS
+SELECT p.name AS pipeline,
+       p.owner,
+       p.source,
+       p.target,
+       p.mode,
+       CASE
+           WHEN running.pid IS NOT NULL THEN 'running'
+           WHEN NOT p.enabled THEN 'disabled'
+           WHEN last.status = 'failed' THEN 'failed'
+           ELSE 'idle'
+       END AS state,
+       p.enabled,
+       p.last_watermark AS watermark,
+       last.run_id AS last_run_id,
+       last.status AS last_status,
+       last.finished_at AS last_run_at,
+       p.last_success_at,
+       last.rows_read AS last_rows_read,
+       last.rows_loaded AS last_rows_loaded,
+       last.error AS last_error,
+       now() - p.last_success_at AS freshness
+FROM pipeline.pipelines p
+LEFT JOIN LATERAL (
+    SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_loaded,
+           r.error
+    FROM pipeline.runs r
+    WHERE r.pipeline = p.name
+    ORDER BY r.run_id DESC
+    LIMIT 1) last ON true
+LEFT JOIN LATERAL (
+    SELECT l.pid
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'object'
+      AND l.classid = 'pipeline.pipelines'::regclass
+      AND l.objid = pg_catalog.pipeline_lock_key(p.name)
+      AND l.granted
+    LIMIT 1) running ON true;
+
+GRANT SELECT ON pipeline.status TO PUBLIC;
+
+COMMENT ON VIEW pipeline.status IS 'One row per pipeline: state, last run, freshness';
+
+CREATE FUNCTION pipeline_create(
+    name      text,
+    source    text,
+    target    text,
+    transform text    DEFAULT NULL,
+    watermark text    DEFAULT NULL,
+    mode      text    DEFAULT 'append',
+    key       text[]  DEFAULT NULL,
+    options   jsonb   DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_create'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pipeline_alter(name text, options jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_alter'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_drop(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_drop'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_reset(name text, watermark text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_reset'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pipeline_run(name text)
+RETURNS pipeline.runs
+AS 'MODULE_PATHNAME', 'pipeline_run'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_explain(name text, plan boolean DEFAULT false)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'pipeline_explain'
+LANGUAGE C STRICT VOLATILE;
+
+/*
+ * Process everything available in batch_size chunks, committing after each,
+ * so a large backfill never holds one giant transaction. No SET clause: a
+ * procedure with one cannot COMMIT.
+ */
+CREATE PROCEDURE pipeline_drain(name text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r pipeline.runs;
+BEGIN
+    LOOP
+        r := pg_catalog.pipeline_run(name);
+        COMMIT;
+        -- A snapshot pipeline (no watermark) has no backlog: one run is all.
+        EXIT WHEN r.status <> 'succeeded' OR r.watermark_to IS NULL;
+    END LOOP;
+    IF r.status = 'failed' THEN
+        RAISE EXCEPTION 'pipeline "%" failed during drain: %', name, r.error
+            USING ERRCODE = coalesce(r.sqlstate, 'XX000'),
+                  HINT = 'See pipeline.runs for run ' || r.run_id || '.';
+    END IF;
+END
+$$;

@@ -1,0 +1,329 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Reading and writing pipeline definitions (pipeline.pipelines).
+ *
+ * Every statement here runs through SPI with parameters, as the catalog's
+ * owner, under search_path "pg_catalog, pg_temp". Callers have SPI
+ * connected. Runs of one pipeline are serialised by a heavyweight lock on
+ * the pair (pipeline.pipelines, hash of the name), so that checking whether
+ * a pipeline is running costs no catalog write.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(pipeline_lock_key);
+
+#define PIPELINE_COLUMNS \
+	"name, owner::oid, source::oid, target::oid, transform, watermark::text, " \
+	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path"
+
+Oid
+catalog_relid(void)
+{
+	Oid			nsp = get_namespace_oid("pipeline", false);
+	Oid			relid = get_relname_relid("pipelines", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation pipeline.pipelines is missing");
+	return relid;
+}
+
+Oid
+pipeline_lock_key_of(const char *name)
+{
+	return (Oid) DatumGetUInt32(hash_any((const unsigned char *) name,
+										 strlen(name)));
+}
+
+Datum
+pipeline_lock_key(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(pipeline_lock_key_of(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+/*
+ * Serialise runs, alters and drops of one pipeline until the end of the
+ * transaction. A second caller waits, then sees the first one's results.
+ */
+void
+catalog_lock_pipeline(const char *name)
+{
+	LockDatabaseObject(catalog_relid(), pipeline_lock_key_of(name), 0,
+					   ExclusiveLock);
+}
+
+const char *
+load_mode_name(LoadMode mode)
+{
+	switch (mode)
+	{
+		case LOAD_APPEND:
+			return "append";
+		case LOAD_UPSERT:
+			return "upsert";
+		case LOAD_REPLACE:
+			return "replace";
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+LoadMode
+parse_load_mode(const char *mode)
+{
+	if (strcmp(mode, "append") == 0)
+		return LOAD_APPEND;
+	if (strcmp(mode, "upsert") == 0)
+		return LOAD_UPSERT;
+	if (strcmp(mode, "replace") == 0)
+		return LOAD_REPLACE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid pipeline mode \"%s\"", mode),
+			 errhint("Valid modes are \"append\", \"upsert\" and \"replace\".")));
+	return LOAD_APPEND;			/* keep compiler quiet */
+}
+
+static char *
+text_column(HeapTuple tuple, TupleDesc desc, int column)
+{
+	return SPI_getvalue(tuple, desc, column);	/* NULL for SQL NULL */
+}
+
+static List *
+name_array_to_list(Datum array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			result = lappend(result, makeString(TextDatumGetCString(elems[i])));
+	return result;
+}
+
+static Datum
+list_to_text_array(List *names)
+{
+	int			n = list_length(names);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, names)
+		elems[i++] = CStringGetTextDatum(strVal(lfirst(lc)));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static Pipeline *
+pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
+{
+	Pipeline   *p = palloc0(sizeof(Pipeline));
+	bool		isnull;
+	Datum		d;
+
+	p->name = text_column(tuple, desc, 1);
+	p->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+	p->source = DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull));
+	p->target = DatumGetObjectId(SPI_getbinval(tuple, desc, 4, &isnull));
+	p->transform = text_column(tuple, desc, 5);
+	p->watermark = text_column(tuple, desc, 6);
+	p->last_watermark = text_column(tuple, desc, 7);
+	p->mode = parse_load_mode(text_column(tuple, desc, 8));
+	d = SPI_getbinval(tuple, desc, 9, &isnull);
+	p->key = isnull ? NIL : name_array_to_list(d);
+	d = SPI_getbinval(tuple, desc, 10, &isnull);
+	p->batch_size = isnull ? 0 : DatumGetInt64(d);
+	p->lag = text_column(tuple, desc, 11);
+	p->enabled = DatumGetBool(SPI_getbinval(tuple, desc, 12, &isnull));
+	p->search_path = text_column(tuple, desc, 13);
+	return p;
+}
+
+/*
+ * Read one definition. The plan is prepared once per backend: the idle run
+ * (nothing new) is dominated by this lookup and the source's max().
+ */
+Pipeline *
+catalog_read_pipeline(const char *name, bool missing_ok)
+{
+	static SPIPlanPtr plan = NULL;
+	IdentityFrame frame;
+	Datum		arg = CStringGetTextDatum(name);
+	Pipeline   *p = NULL;
+
+	identity_enter_catalog(&frame);
+	if (plan == NULL)
+	{
+		Oid			argtype = TEXTOID;
+		SPIPlanPtr	fresh;
+
+		fresh = SPI_prepare("SELECT " PIPELINE_COLUMNS
+							" FROM pipeline.pipelines WHERE name = $1",
+							1, &argtype);
+		if (fresh == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(fresh);
+		plan = fresh;
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline \"%s\"", name);
+	if (SPI_processed == 1)
+		p = pipeline_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	identity_leave(&frame);
+
+	if (p == NULL && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("See SELECT name FROM pipeline.pipelines for the pipelines you own.")));
+	return p;
+}
+
+/* The definition's columns as SPI arguments $1..$12, shared by insert and update. */
+#define DEFINITION_NARGS 12
+
+static void
+definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', DEFINITION_NARGS);
+	types[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(p->name);
+	types[1] = OIDOID;
+	values[1] = ObjectIdGetDatum(p->owner);
+	types[2] = OIDOID;
+	values[2] = ObjectIdGetDatum(p->source);
+	types[3] = OIDOID;
+	values[3] = ObjectIdGetDatum(p->target);
+	types[4] = TEXTOID;
+	values[4] = p->transform ? CStringGetTextDatum(p->transform) : (Datum) 0;
+	nulls[4] = p->transform ? ' ' : 'n';
+	types[5] = TEXTOID;
+	values[5] = p->watermark ? CStringGetTextDatum(p->watermark) : (Datum) 0;
+	nulls[5] = p->watermark ? ' ' : 'n';
+	types[6] = TEXTOID;
+	values[6] = CStringGetTextDatum(load_mode_name(p->mode));
+	types[7] = TEXTARRAYOID;
+	values[7] = p->key ? list_to_text_array(p->key) : (Datum) 0;
+	nulls[7] = p->key ? ' ' : 'n';
+	types[8] = INT8OID;
+	values[8] = Int64GetDatum(p->batch_size);
+	nulls[8] = p->batch_size > 0 ? ' ' : 'n';
+	types[9] = TEXTOID;
+	values[9] = p->lag ? CStringGetTextDatum(p->lag) : (Datum) 0;
+	nulls[9] = p->lag ? ' ' : 'n';
+	types[10] = BOOLOID;
+	values[10] = BoolGetDatum(p->enabled);
+	types[11] = TEXTOID;
+	values[11] = CStringGetTextDatum(p->search_path);
+}
+
+static void
+run_catalog_statement(const char *sql, int nargs, Oid *types, Datum *values,
+					  char *nulls, int expected)
+{
+	IdentityFrame frame;
+	int			rc;
+
+	identity_enter_catalog(&frame);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "catalog statement failed: %s", SPI_result_code_string(rc));
+	identity_leave(&frame);
+	if (expected >= 0 && SPI_processed != (uint64) expected)
+		elog(ERROR, "catalog statement affected " UINT64_FORMAT " rows, expected %d",
+			 SPI_processed, expected);
+}
+
+void
+catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
+{
+	Oid			types[DEFINITION_NARGS + 1];
+	Datum		values[DEFINITION_NARGS + 1];
+	char		nulls[DEFINITION_NARGS + 1];
+
+	/* The name is the primary key: say so in our words, not the index's. */
+	if (catalog_read_pipeline(p->name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("pipeline \"%s\" already exists", p->name),
+				 errhint("Choose another name, or use pipeline_alter() or pipeline_drop().")));
+
+	definition_args(p, types, values, nulls);
+	types[DEFINITION_NARGS] = JSONBOID;
+	values[DEFINITION_NARGS] = JsonbPGetDatum(options);
+	nulls[DEFINITION_NARGS] = ' ';
+	run_catalog_statement("INSERT INTO pipeline.pipelines (name, owner, source, "
+						  "target, transform, watermark, mode, key, batch_size, "
+						  "lag, enabled, search_path, options) VALUES ($1, $2::regrole, "
+						  "$3::regclass, $4::regclass, $5, $6, $7, $8, $9, $10, "
+						  "$11, $12, $13)",
+						  DEFINITION_NARGS + 1, types, values, nulls, 1);
+}
+
+void
+catalog_update_pipeline(const Pipeline *p)
+{
+	Oid			types[DEFINITION_NARGS];
+	Datum		values[DEFINITION_NARGS];
+	char		nulls[DEFINITION_NARGS];
+
+	definition_args(p, types, values, nulls);
+	run_catalog_statement("UPDATE pipeline.pipelines SET owner = $2::regrole, "
+						  "source = $3::regclass, target = $4::regclass, "
+						  "transform = $5, watermark = $6, mode = $7, key = $8, "
+						  "batch_size = $9, lag = $10, enabled = $11, "
+						  "search_path = $12 WHERE name = $1",
+						  DEFINITION_NARGS, types, values, nulls, 1);
+}
+
+void
+catalog_delete_pipeline(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(name);
+
+	run_catalog_statement("DELETE FROM pipeline.runs WHERE pipeline = $1",
+						  1, &type, &value, NULL, -1);
+	run_catalog_statement("DELETE FROM pipeline.pipelines WHERE name = $1",
+						  1, &type, &value, NULL, 1);
+}
+
+/*
+ * Move the watermark. Called in the same transaction as the load, so the
+ * two commit together or not at all: that is the exactly-once guarantee.
+ */
+void
+catalog_set_watermark(const char *name, const char *watermark, bool succeeded)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = watermark ? CStringGetTextDatum(watermark) : (Datum) 0;
+	nulls[1] = watermark ? ' ' : 'n';
+	run_catalog_statement(succeeded ?
+						  "UPDATE pipeline.pipelines SET last_watermark = $2, "
+						  "last_success_at = pg_catalog.now() WHERE name = $1" :
+						  "UPDATE pipeline.pipelines SET last_watermark = $2 "
+						  "WHERE name = $1",
+						  2, types, values, nulls, 1);
+}

@@ -1,0 +1,412 @@
+/*-------------------------------------------------------------------------
+ *
+ * define.c
+ *	  pipeline_create, pipeline_alter, pipeline_drop, pipeline_reset.
+ *
+ * A definition is validated completely before it is stored: relations,
+ * privileges, the watermark, options, the key, and the generated load
+ * statements through parse analysis as the owner. A bad definition fails
+ * here with its own SQLSTATE, never first at run time, and since all of it
+ * happens in the caller's transaction nothing is left behind.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(pipeline_create);
+PG_FUNCTION_INFO_V1(pipeline_alter);
+PG_FUNCTION_INFO_V1(pipeline_drop);
+PG_FUNCTION_INFO_V1(pipeline_reset);
+
+static const char *
+arg_cstring(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static void
+require_arg(const char *value, const char *what)
+{
+	if (value == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s of a pipeline must not be null", what)));
+}
+
+static void
+invalid_option(const Pipeline *p, const char *key, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" of pipeline \"%s\" must be %s", key, p->name,
+					expected)));
+}
+
+/*
+ * Apply one option from the jsonb object. "definition" allows the keys that
+ * pipeline_alter may change besides the plain options.
+ */
+static void
+apply_option(Pipeline *p, const char *key, const char *jtype,
+			 const char *value, List *array, bool definition)
+{
+	bool		is_null = strcmp(jtype, "null") == 0;
+
+	if (strcmp(key, "batch_size") == 0)
+	{
+		int64		n = 0;
+		char	   *end;
+
+		if (!is_null)
+		{
+			if (strcmp(jtype, "number") != 0)
+				invalid_option(p, key, "a positive integer or null");
+			errno = 0;
+			n = strtoi64(value, &end, 10);
+			if (*end != '\0' || errno != 0 || n <= 0)
+				invalid_option(p, key, "a positive integer or null");
+		}
+		p->batch_size = n;
+	}
+	else if (strcmp(key, "lag") == 0)
+	{
+		if (!is_null && strcmp(jtype, "string") != 0 && strcmp(jtype, "number") != 0)
+			invalid_option(p, key, "an interval or a number, as a string");
+		p->lag = is_null ? NULL : pstrdup(value);
+	}
+	else if (strcmp(key, "enabled") == 0)
+	{
+		if (strcmp(jtype, "boolean") != 0)
+			invalid_option(p, key, "true or false");
+		p->enabled = strcmp(value, "true") == 0;
+	}
+	else if (definition && strcmp(key, "transform") == 0)
+	{
+		if (!is_null && strcmp(jtype, "string") != 0)
+			invalid_option(p, key, "a SELECT statement as a string, or null");
+		p->transform = is_null ? NULL : pstrdup(value);
+	}
+	else if (definition && strcmp(key, "mode") == 0)
+	{
+		if (strcmp(jtype, "string") != 0)
+			invalid_option(p, key, "\"append\", \"upsert\" or \"replace\"");
+		p->mode = parse_load_mode(value);
+	}
+	else if (definition && strcmp(key, "key") == 0)
+	{
+		if (!is_null && strcmp(jtype, "array") != 0)
+			invalid_option(p, key, "an array of column names, or null");
+		p->key = array;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized option \"%s\" for pipeline \"%s\"", key, p->name),
+				 errhint(definition ?
+						 "Valid options are batch_size, lag, enabled, transform, mode and key." :
+						 "Valid options are batch_size, lag and enabled.")));
+}
+
+static void
+apply_options(Pipeline *p, Jsonb *options, bool definition)
+{
+	IdentityFrame frame;
+	Oid			type = JSONBOID;
+	Datum		value = JsonbPGetDatum(options);
+	SPITupleTable *tuptable;
+	uint64		n;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT CASE WHEN jsonb_typeof($1) = 'object' THEN 0 END",
+							  1, &type, &value, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read options");
+	if (SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options of pipeline \"%s\" must be a JSON object", p->name),
+				 errhint("For example '{\"batch_size\": 10000}'.")));
+	if (SPI_execute_with_args("SELECT key, jsonb_typeof(value), value #>> '{}', "
+							  "CASE WHEN jsonb_typeof(value) = 'array' THEN "
+							  "ARRAY(SELECT jsonb_array_elements_text(value)) END "
+							  "FROM jsonb_each($1) ORDER BY key",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read options");
+	identity_leave(&frame);
+
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tuple = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		List	   *array = NIL;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tuple, desc, 4, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &nulls, &nelems);
+			for (int j = 0; j < nelems; j++)
+				if (!nulls[j])
+					array = lappend(array, makeString(TextDatumGetCString(elems[j])));
+		}
+		apply_option(p, SPI_getvalue(tuple, desc, 1), SPI_getvalue(tuple, desc, 2),
+					 SPI_getvalue(tuple, desc, 3), array, definition);
+	}
+}
+
+static List *
+text_array_to_list(ArrayType *array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key of a pipeline must not contain nulls")));
+		result = lappend(result, makeString(TextDatumGetCString(elems[i])));
+	}
+	return result;
+}
+
+static void
+check_privilege(const Pipeline *p, Oid relid, AclMode mode, const char *what)
+{
+	if (pg_class_aclcheck(relid, p->owner, mode) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("Pipeline \"%s\" runs as role \"%s\", which needs %s on it.",
+						   p->name, GetUserNameFromId(p->owner, false), what)));
+}
+
+static void
+check_privileges(const Pipeline *p)
+{
+	check_privilege(p, p->source, ACL_SELECT, "SELECT");
+	check_privilege(p, p->target, ACL_INSERT, "INSERT");
+	if (p->mode == LOAD_UPSERT)
+		check_privilege(p, p->target, ACL_UPDATE, "UPDATE");
+	if (p->mode == LOAD_REPLACE)
+		check_privilege(p, p->target, ACL_DELETE, "DELETE");
+}
+
+static void
+check_key(Pipeline *p)
+{
+	ListCell   *lc;
+
+	if (p->mode != LOAD_UPSERT)
+	{
+		if (p->key != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key of pipeline \"%s\" is only used in upsert mode",
+							p->name),
+					 errhint("Use mode => 'upsert', or leave key out.")));
+		return;
+	}
+	if (p->key == NIL)
+		p->key = default_key(p->target);
+	if (p->key == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("target \"%s\" of pipeline \"%s\" has no primary key",
+						get_rel_name(p->target), p->name),
+				 errhint("Pass key => '{column}' naming columns with a unique index.")));
+	foreach(lc, p->key)
+		if (get_attnum(p->target, strVal(lfirst(lc))) == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("key column \"%s\" does not exist in target \"%s\"",
+							strVal(lfirst(lc)), get_rel_name(p->target))));
+}
+
+/* The generated statements must analyse as the owner would run them. */
+static void
+check_statements(const Pipeline *p)
+{
+	IdentityFrame frame;
+	BatchRange	range = {NULL, NULL, false};
+	List	   *statements;
+
+	identity_enter(&frame, p->owner, p->search_path);
+	if (p->mode == LOAD_UPSERT)
+	{
+		List	   *output = transform_output(p, batch_query(p, &range));
+		ListCell   *lc;
+
+		foreach(lc, p->key)
+			if (!output_has_column(output, strVal(lfirst(lc))))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("key column \"%s\" is not an output column of pipeline \"%s\"",
+								strVal(lfirst(lc)), p->name),
+						 errhint("The transform must output every key column.")));
+	}
+	statements = load_statements(p, &range);
+	analyze_statements(statements, p->name);
+	identity_leave(&frame);
+}
+
+void
+validate_pipeline(Pipeline *p)
+{
+	const char *source_name = get_rel_name(p->source);
+
+	check_source_kind(p->source, source_name);
+	check_target_kind(p->target, get_rel_name(p->target));
+	check_privileges(p);
+	if (p->watermark)
+		check_watermark_column(p->source, p->watermark, source_name);
+	check_lag(p);
+	check_key(p);
+	if (p->transform)
+		check_transform_syntax(p->transform, p->name);
+	check_statements(p);
+}
+
+Datum
+pipeline_create(PG_FUNCTION_ARGS)
+{
+	Pipeline   *p;
+	const char *name = arg_cstring(fcinfo, 0);
+	const char *source = arg_cstring(fcinfo, 1);
+	const char *target = arg_cstring(fcinfo, 2);
+	const char *mode = PG_ARGISNULL(5) ? "append" : arg_cstring(fcinfo, 5);
+	Jsonb	   *options;
+
+	require_arg(name, "name");
+	require_arg(source, "source");
+	require_arg(target, "target");
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("pipeline name must not be empty")));
+
+	SPI_connect();
+	catalog_lock_pipeline(name);
+
+	p = palloc0(sizeof(Pipeline));
+	p->name = pstrdup(name);
+	p->owner = GetUserId();
+	p->source = resolve_relation(source, "source");
+	p->target = resolve_relation(target, "target");
+	p->transform = (char *) arg_cstring(fcinfo, 3);
+	p->watermark = (char *) arg_cstring(fcinfo, 4);
+	p->mode = parse_load_mode(mode);
+	p->key = PG_ARGISNULL(6) ? NIL : text_array_to_list(PG_GETARG_ARRAYTYPE_P(6));
+	p->enabled = true;
+	p->search_path = pstrdup(GetConfigOption("search_path", false, false));
+	options = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
+	if (options)
+		apply_options(p, options, false);
+
+	validate_pipeline(p);
+	catalog_insert_pipeline(p, options ? options :
+							DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															   CStringGetDatum("{}"))));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Lock, read and check ownership: the start of every change to a pipeline. */
+static Pipeline *
+open_owned_pipeline(const char *name)
+{
+	Pipeline   *p;
+
+	catalog_lock_pipeline(name);
+	p = catalog_read_pipeline(name, false);
+	check_pipeline_owner(p);
+	return p;
+}
+
+Datum
+pipeline_alter(PG_FUNCTION_ARGS)
+{
+	const char *name = arg_cstring(fcinfo, 0);
+	Pipeline   *p;
+
+	SPI_connect();
+	p = open_owned_pipeline(name);
+	apply_options(p, PG_GETARG_JSONB_P(1), true);
+	if (p->mode != LOAD_UPSERT)
+		p->key = NIL;
+	validate_pipeline(p);
+	catalog_update_pipeline(p);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+pipeline_drop(PG_FUNCTION_ARGS)
+{
+	const char *name = arg_cstring(fcinfo, 0);
+
+	SPI_connect();
+	(void) open_owned_pipeline(name);
+	catalog_delete_pipeline(name);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Set the watermark back (or forward) to reprocess from a point: replay.
+ * NULL means from the beginning.
+ */
+Datum
+pipeline_reset(PG_FUNCTION_ARGS)
+{
+	const char *name = arg_cstring(fcinfo, 0);
+	const char *watermark = arg_cstring(fcinfo, 1);
+	char	   *normalized = NULL;
+	Pipeline   *p;
+
+	require_arg(name, "name");
+	SPI_connect();
+	p = open_owned_pipeline(name);
+	if (p->watermark == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline \"%s\" has no watermark to reset", p->name),
+				 errhint("A pipeline without a watermark reads its whole source every run.")));
+	if (watermark)
+	{
+		IdentityFrame frame;
+		Oid			argtype = TEXTOID;
+		Datum		arg = CStringGetTextDatum(watermark);
+		char	   *sql = psprintf("SELECT CAST($1 AS %s)::pg_catalog.text",
+								   format_type_be_qualified(watermark_type(p)));
+
+		identity_enter_catalog(&frame);
+		(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 1);
+		normalized = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		identity_leave(&frame);
+	}
+	catalog_set_watermark(p->name, normalized, false);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

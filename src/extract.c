@@ -1,0 +1,433 @@
+/*-------------------------------------------------------------------------
+ *
+ * extract.c
+ *	  Sources and watermarks: which rows make up the next batch.
+ *
+ * A batch is the source rows whose watermark lies in (from, to]. "to" must
+ * be safe: no row with a smaller watermark may commit after the run. For
+ * local sources we read max(watermark) first and then wait for every
+ * transaction that holds a write lock on the source (WaitForLockers, as
+ * CREATE INDEX CONCURRENTLY does): a writer that took a sequence value
+ * below the max has the lock already, so once the wait is over, its row is
+ * committed (or gone) and a fresh snapshot sees it. Foreign sources cannot
+ * be waited for; there, and for time watermarks stamped at transaction
+ * start, the "lag" option keeps "to" a safe distance behind the max.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+
+char *
+qualified_relation_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid),
+				 errhint("A pipeline's source or target was dropped; drop the pipeline or recreate the relation.")));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  relname);
+}
+
+/* Look up a possibly qualified, possibly quoted relation name. */
+Oid
+resolve_relation(const char *name, const char *what)
+{
+	List	   *names;
+	Oid			relid;
+
+#if PG_VERSION_NUM >= 160000
+	names = stringToQualifiedNameList(name, NULL);
+#else
+	names = stringToQualifiedNameList(name);
+#endif
+	relid = RangeVarGetRelid(makeRangeVarFromNameList(names), AccessShareLock,
+							 true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("%s relation \"%s\" does not exist", what, name),
+				 errhint("Create it first, or qualify its name with its schema.")));
+	return relid;
+}
+
+void
+check_source_kind(Oid relid, const char *name)
+{
+	switch (get_rel_relkind(relid))
+	{
+		case RELKIND_RELATION:
+		case RELKIND_PARTITIONED_TABLE:
+		case RELKIND_VIEW:
+		case RELKIND_MATVIEW:
+		case RELKIND_FOREIGN_TABLE:
+			return;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("source \"%s\" is not a table, view or foreign table",
+							name)));
+	}
+}
+
+void
+check_target_kind(Oid relid, const char *name)
+{
+	char		kind = get_rel_relkind(relid);
+
+	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target \"%s\" is not a table", name),
+				 errhint("A pipeline loads into an ordinary or partitioned table.")));
+}
+
+typedef enum WatermarkKind
+{
+	WATERMARK_NUMBER,
+	WATERMARK_TIME,
+	WATERMARK_UNSUPPORTED
+} WatermarkKind;
+
+static WatermarkKind
+watermark_kind(Oid type)
+{
+	switch (type)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case NUMERICOID:
+			return WATERMARK_NUMBER;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return WATERMARK_TIME;
+		default:
+			return WATERMARK_UNSUPPORTED;
+	}
+}
+
+static Oid
+column_type(Oid relid, const char *column, const char *relname)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						column, relname)));
+	return get_atttype(relid, attnum);
+}
+
+Oid
+watermark_type(const Pipeline *p)
+{
+	return column_type(p->source, p->watermark, get_rel_name(p->source));
+}
+
+void
+check_watermark_column(Oid source, const char *column, const char *source_name)
+{
+	Oid			type = column_type(source, column, source_name);
+
+	if (watermark_kind(type) == WATERMARK_UNSUPPORTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("watermark column \"%s\" has unsupported type %s",
+						column, format_type_be(type)),
+				 errhint("Use a smallint, integer, bigint, numeric, date, timestamp or timestamptz column.")));
+}
+
+/* The lag is an interval for time watermarks and a number otherwise. */
+static const char *
+lag_type(Oid wmtype)
+{
+	return watermark_kind(wmtype) == WATERMARK_TIME ?
+		"pg_catalog.interval" : "pg_catalog.numeric";
+}
+
+void
+check_lag(const Pipeline *p)
+{
+	const char *type;
+	char	   *sql;
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	if (p->lag == NULL)
+		return;
+	if (p->watermark == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lag\" of pipeline \"%s\" needs a watermark", p->name)));
+
+	type = lag_type(watermark_type(p));
+	sql = psprintf("SELECT CAST(%s AS %s)", quote_literal_cstr(p->lag), type);
+	PG_TRY();
+	{
+		SPI_execute(sql, true, 1);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lag \"%s\" for pipeline \"%s\"", p->lag, p->name),
+				 errhint("For a %s watermark, lag is %s, for example \"%s\".",
+						 format_type_be(watermark_type(p)),
+						 watermark_kind(watermark_type(p)) == WATERMARK_TIME ?
+						 "an interval" : "a number",
+						 watermark_kind(watermark_type(p)) == WATERMARK_TIME ?
+						 "5 minutes" : "100")));
+	}
+	PG_END_TRY();
+}
+
+/* Collect the tables under a source whose writers a run must wait for. */
+typedef struct BaseRelations
+{
+	List	   *relids;
+	int			depth;
+} BaseRelations;
+
+static void collect_base_relations(Oid relid, BaseRelations *acc);
+
+static bool
+collect_walker(Node *node, BaseRelations *acc)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+			collect_base_relations(rte->relid, acc);
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, collect_walker, acc,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, collect_walker, acc);
+}
+
+static void
+collect_base_relations(Oid relid, BaseRelations *acc)
+{
+	char		kind = get_rel_relkind(relid);
+
+	if (list_member_oid(acc->relids, relid) || acc->depth > 32)
+		return;
+	switch (kind)
+	{
+		case RELKIND_RELATION:
+		case RELKIND_PARTITIONED_TABLE:
+		case RELKIND_MATVIEW:
+			/* a writer may lock only the partition it writes to */
+			acc->relids = list_concat_unique_oid(acc->relids,
+												 find_all_inheritors(relid, AccessShareLock, NULL));
+			break;
+		case RELKIND_VIEW:
+			{
+				Relation	view = table_open(relid, AccessShareLock);
+				Query	   *query = copyObject(get_view_query(view));
+
+				table_close(view, AccessShareLock);
+				acc->relids = lappend_oid(acc->relids, relid);
+				acc->depth++;
+				collect_walker((Node *) query, acc);
+				acc->depth--;
+				break;
+			}
+		default:
+			/* foreign tables: nothing to wait for here; see "lag" */
+			break;
+	}
+}
+
+static void
+wait_for_writers(Oid source)
+{
+	BaseRelations acc = {NIL, 0};
+	List	   *locktags = NIL;
+	ListCell   *lc;
+
+	collect_base_relations(source, &acc);
+	foreach(lc, acc.relids)
+	{
+		LOCKTAG    *tag = palloc(sizeof(LOCKTAG));
+
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, lfirst_oid(lc));
+		locktags = lappend(locktags, tag);
+	}
+	if (locktags != NIL)
+		WaitForLockersMultiple(locktags, ShareLock, false);
+}
+
+/* Run a one-row, one-column query; NULL when there is no row or a NULL. */
+static char *
+single_value(const char *sql, const char *arg1, const char *arg2)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2];
+
+	values[0] = arg1 ? CStringGetTextDatum(arg1) : (Datum) 0;
+	nulls[0] = arg1 ? ' ' : 'n';
+	values[1] = arg2 ? CStringGetTextDatum(arg2) : (Datum) 0;
+	nulls[1] = arg2 ? ' ' : 'n';
+	if (SPI_execute_with_args(sql, 2, types, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "watermark query failed: %s", sql);
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * The highest watermark a run may take now: max(column), held back by the
+ * lag if one is set. Returned as text in ISO style, which reads back the
+ * same whatever the session's DateStyle.
+ */
+static char *
+high_watermark(const Pipeline *p, const char *column, const char *source,
+			   const char *type)
+{
+	StringInfoData sql;
+	Oid			wmtype = watermark_type(p);
+
+	initStringInfo(&sql);
+	if (p->lag == NULL)
+		appendStringInfo(&sql, "SELECT pg_catalog.max(%s)::pg_catalog.text FROM %s",
+						 column, source);
+	else if (watermark_kind(wmtype) == WATERMARK_TIME)
+		appendStringInfo(&sql,
+						 "SELECT LEAST(pg_catalog.max(%s), CAST(pg_catalog.now() "
+						 "OPERATOR(pg_catalog.-) CAST($1 AS %s) AS %s))::pg_catalog.text FROM %s",
+						 column, lag_type(wmtype), type, source);
+	else
+		appendStringInfo(&sql,
+						 "SELECT CAST(pg_catalog.max(%s) OPERATOR(pg_catalog.-) "
+						 "CAST($1 AS %s) AS %s)::pg_catalog.text FROM %s",
+						 column, lag_type(wmtype), type, source);
+	return single_value(sql.data, p->lag, NULL);
+}
+
+static bool
+watermark_le(const char *a, const char *b, const char *type)
+{
+	char	   *sql = psprintf("SELECT CAST($1 AS %s) OPERATOR(pg_catalog.<=) CAST($2 AS %s)",
+							   type, type);
+
+	return strcmp(single_value(sql, a, b), "t") == 0;
+}
+
+/*
+ * The batch_size-th watermark above "from": capping "to" there keeps the
+ * batch a range predicate. Rows that tie on the cap all go in this batch,
+ * so a batch may exceed batch_size by the number of ties.
+ */
+static char *
+capped_watermark(const Pipeline *p, const BatchRange *range,
+				 const char *column, const char *source, const char *type)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s::pg_catalog.text FROM %s WHERE %s "
+					 "OPERATOR(pg_catalog.<=) CAST($2 AS %s)",
+					 column, source, column, type);
+	if (range->from)
+		appendStringInfo(&sql, " AND %s OPERATOR(pg_catalog.>) CAST($1 AS %s)",
+						 column, type);
+	appendStringInfo(&sql, " ORDER BY %s OFFSET " INT64_FORMAT " LIMIT 1",
+					 column, p->batch_size - 1);
+	return single_value(sql.data, range->from, range->to);
+}
+
+BatchRange
+extract_range(const Pipeline *p, bool wait)
+{
+	BatchRange	range = {p->last_watermark, NULL, false};
+	IdentityFrame frame;
+	const char *column;
+	const char *source;
+	const char *type;
+	char	   *capped;
+
+	if (p->watermark == NULL)
+		return range;			/* full snapshot: no bounds, never idle */
+
+	column = quote_identifier(p->watermark);
+	source = qualified_relation_name(p->source);
+	type = format_type_be_qualified(watermark_type(p));
+
+	identity_enter(&frame, p->owner, p->search_path);
+	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	range.to = high_watermark(p, column, source, type);
+	if (range.to == NULL ||
+		(range.from != NULL && watermark_le(range.to, range.from, type)))
+	{
+		range.idle = true;
+		range.to = range.from;
+		identity_leave(&frame);
+		return range;
+	}
+
+	if (wait)
+		wait_for_writers(p->source);
+
+	if (p->batch_size > 0 &&
+		(capped = capped_watermark(p, &range, column, source, type)) != NULL)
+		range.to = capped;
+
+	identity_leave(&frame);
+	return range;
+}
+
+/* The rows of one batch, as the relation "batch" the transform reads. */
+char *
+batch_query(const Pipeline *p, const BatchRange *range)
+{
+	StringInfoData sql;
+	const char *column;
+	const char *type;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT * FROM %s AS " BATCH_ALIAS,
+					 qualified_relation_name(p->source));
+	if (p->watermark == NULL)
+		return sql.data;
+
+	column = quote_identifier(p->watermark);
+	type = format_type_be_qualified(watermark_type(p));
+	/* "to" is NULL only when validating or explaining an empty source */
+	appendStringInfo(&sql, " WHERE " BATCH_ALIAS ".%s OPERATOR(pg_catalog.<=) CAST(%s AS %s)",
+					 column, range->to ? quote_literal_cstr(range->to) : "NULL",
+					 type);
+	if (range->from)
+		appendStringInfo(&sql, " AND " BATCH_ALIAS ".%s OPERATOR(pg_catalog.>) CAST(%s AS %s)",
+						 column, quote_literal_cstr(range->from), type);
+	return sql.data;
+}

@@ -1,0 +1,328 @@
+/*-------------------------------------------------------------------------
+ *
+ * load.c
+ *	  The statements that move one batch into the target, and their
+ *	  execution.
+ *
+ *	  append:  INSERT ... SELECT
+ *	  upsert:  INSERT ... SELECT DISTINCT ON (key) ... ON CONFLICT DO UPDATE;
+ *	           duplicates of a key inside one batch collapse to one row, the
+ *	           one with the highest watermark (or the last one out of the
+ *	           transform when it does not output the watermark column)
+ *	  replace: DELETE, then INSERT ... SELECT, in one transaction: readers
+ *	           keep seeing the old contents until the run commits (MVCC),
+ *	           never an empty or half-filled table
+ *
+ * Each batch is one set-based statement. The statements are run through the
+ * executor directly, with row instrumentation, so that the number of rows
+ * read from the source is counted on the batch's own scan nodes instead of
+ * by a second pass over the batch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_index.h"
+#include "executor/executor.h"
+#include "executor/instrument.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/parsetree.h"
+#include "parser/parser.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+/* The target's primary key columns, NIL if it has none. */
+List *
+default_key(Oid target)
+{
+	Relation	rel = table_open(target, AccessShareLock);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	List	   *key = NIL;
+
+	if (OidIsValid(pk))
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", pk);
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		for (int i = 0; i < index->indnkeyatts; i++)
+			key = lappend(key, makeString(get_attname(target,
+													  index->indkey.values[i],
+													  false)));
+		ReleaseSysCache(tuple);
+	}
+	table_close(rel, AccessShareLock);
+	return key;
+}
+
+static void
+append_column_list(StringInfo sql, List *output)
+{
+	ListCell   *lc;
+
+	foreach(lc, output)
+	{
+		OutputColumn *col = lfirst(lc);
+
+		appendStringInfo(sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 quote_identifier(col->name));
+	}
+}
+
+static void
+append_key_list(StringInfo sql, List *key, const char *prefix)
+{
+	ListCell   *lc;
+
+	foreach(lc, key)
+		appendStringInfo(sql, "%s%s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 prefix, quote_identifier(strVal(lfirst(lc))));
+}
+
+static bool
+is_key_column(List *key, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, key)
+		if (strcmp(strVal(lfirst(lc)), name) == 0)
+			return true;
+	return false;
+}
+
+static char *
+upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
+				 const char *transform, List *output)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		any_update = false;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s\nINSERT INTO %s AS __pipeline_target (",
+					 with_batch, target);
+	append_column_list(&sql, output);
+	appendStringInfoString(&sql, ")\nSELECT DISTINCT ON (");
+	append_key_list(&sql, p->key, "");
+	appendStringInfoString(&sql, ") ");
+	append_column_list(&sql, output);
+	appendStringInfoString(&sql, " FROM (SELECT ");
+	foreach(lc, output)
+	{
+		OutputColumn *col = lfirst(lc);
+
+		appendStringInfo(&sql, "%s AS %s, ", col->expr, quote_identifier(col->name));
+	}
+	/* among duplicates of a key, the highest watermark (or the last row) wins */
+	if (p->watermark && output_has_column(output, p->watermark))
+		appendStringInfo(&sql, OUTPUT_ALIAS ".%s", quote_identifier(p->watermark));
+	else
+		appendStringInfoString(&sql, "pg_catalog.row_number() OVER ()");
+	appendStringInfo(&sql, " AS __pipeline_order FROM (\n%s\n) AS " OUTPUT_ALIAS
+					 ") AS __pipeline_rows\nORDER BY ", transform);
+	append_key_list(&sql, p->key, "");
+	appendStringInfoString(&sql, ", __pipeline_order DESC NULLS LAST\nON CONFLICT (");
+	append_key_list(&sql, p->key, "");
+	appendStringInfoString(&sql, ") DO ");
+	foreach(lc, output)
+	{
+		OutputColumn *col = lfirst(lc);
+		const char *name = quote_identifier(col->name);
+
+		if (is_key_column(p->key, col->name))
+			continue;
+		appendStringInfo(&sql, "%s%s = EXCLUDED.%s", any_update ? ", " : "UPDATE SET ",
+						 name, name);
+		any_update = true;
+	}
+	if (!any_update)
+		appendStringInfoString(&sql, "NOTHING");
+	return sql.data;
+}
+
+static char *
+insert_statement(const char *with_batch, const char *target,
+				 const char *transform, List *output)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s\nINSERT INTO %s AS __pipeline_target (",
+					 with_batch, target);
+	append_column_list(&sql, output);
+	appendStringInfoString(&sql, ")\nSELECT ");
+	foreach(lc, output)
+		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 ((OutputColumn *) lfirst(lc))->expr);
+	appendStringInfo(&sql, " FROM (\n%s\n) AS " OUTPUT_ALIAS, transform);
+	return sql.data;
+}
+
+/*
+ * The statements of one run, in order. Call as the pipeline's owner under
+ * its search_path: the transform is analysed there.
+ */
+List *
+load_statements(const Pipeline *p, const BatchRange *range)
+{
+	char	   *batch_sql = batch_query(p, range);
+	char	   *with_batch = psprintf("WITH batch AS (%s)", batch_sql);
+	char	   *target = qualified_relation_name(p->target);
+	char	   *transform = p->transform ? transform_sql(p) : "SELECT * FROM batch";
+	List	   *output = transform_output(p, batch_sql);
+	List	   *statements = NIL;
+
+	switch (p->mode)
+	{
+		case LOAD_APPEND:
+			statements = list_make1(insert_statement(with_batch, target,
+													 transform, output));
+			break;
+		case LOAD_UPSERT:
+			statements = list_make1(upsert_statement(p, with_batch, target,
+													 transform, output));
+			break;
+		case LOAD_REPLACE:
+			statements = list_make2(psprintf("DELETE FROM %s", target),
+									insert_statement(with_batch, target,
+													 transform, output));
+			break;
+	}
+	return statements;
+}
+
+static List *
+analyse_one(const char *sql, const char *pipeline)
+{
+	ErrorContextCallback cb;
+	List	   *raw;
+	List	   *queries;
+
+	sql_error_context_push(&cb, sql, pipeline);
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(raw) != 1)
+		elog(ERROR, "generated statement of pipeline \"%s\" is not one statement",
+			 pipeline);
+	queries = pg_analyze_and_rewrite_fixedparams(linitial_node(RawStmt, raw),
+												 sql, NULL, 0, NULL);
+	error_context_stack = cb.previous;
+	return queries;
+}
+
+/* Parse analysis of every statement, without running them (for create). */
+void
+analyze_statements(List *statements, const char *pipeline)
+{
+	ListCell   *lc;
+
+	foreach(lc, statements)
+		(void) analyse_one(lfirst(lc), pipeline);
+}
+
+/* Sum the rows produced by the scans of the batch's source relation. */
+static bool
+count_batch_rows(PlanState *ps, void *context)
+{
+	int64	   *rows = (int64 *) ((void **) context)[0];
+	List	   *rtable = (List *) ((void **) context)[1];
+
+	if (ps == NULL)
+		return false;
+	if (ps->instrument)
+		InstrEndLoop(ps->instrument);
+	switch (nodeTag(ps))
+	{
+		case T_SeqScanState:
+		case T_SampleScanState:
+		case T_IndexScanState:
+		case T_IndexOnlyScanState:
+		case T_BitmapHeapScanState:
+		case T_TidScanState:
+		case T_TidRangeScanState:
+		case T_ForeignScanState:
+		case T_CustomScanState:
+			{
+				Index		scanrelid = ((Scan *) ps->plan)->scanrelid;
+
+				if (scanrelid > 0 && ps->instrument)
+				{
+					RangeTblEntry *rte = rt_fetch(scanrelid, rtable);
+
+					if (rte->eref && strcmp(rte->eref->aliasname, BATCH_ALIAS) == 0)
+						*rows += (int64) ps->instrument->ntuples;
+				}
+				break;
+			}
+		default:
+			break;
+	}
+	return planstate_tree_walker(ps, count_batch_rows, context);
+}
+
+static void
+execute_planned(PlannedStmt *stmt, const char *sql, LoadCounts *counts)
+{
+	QueryDesc  *qd;
+	void	   *context[2];
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	qd = CreateQueryDesc(stmt, sql, GetActiveSnapshot(), InvalidSnapshot,
+						 None_Receiver, NULL, NULL, INSTRUMENT_ROWS);
+	ExecutorStart(qd, 0);
+	ExecutorRun(qd, ForwardScanDirection, 0, true);
+	ExecutorFinish(qd);
+
+	if (stmt->canSetTag && stmt->commandType == CMD_INSERT)
+		counts->rows_loaded += qd->estate->es_processed;
+	context[0] = &counts->rows_read;
+	context[1] = stmt->rtable;
+	count_batch_rows(qd->planstate, context);
+
+	ExecutorEnd(qd);
+	FreeQueryDesc(qd);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+}
+
+/* Run the statements of one batch; call as the owner, inside the run. */
+LoadCounts
+execute_statements(List *statements, const char *pipeline)
+{
+	LoadCounts	counts = {0, 0};
+	ListCell   *lc;
+
+	foreach(lc, statements)
+	{
+		const char *sql = lfirst(lc);
+		ErrorContextCallback cb;
+		List	   *plans;
+		ListCell   *lp;
+
+		plans = pg_plan_queries(analyse_one(sql, pipeline), sql,
+								CURSOR_OPT_PARALLEL_OK, NULL);
+		sql_error_context_push(&cb, sql, pipeline);
+		foreach(lp, plans)
+		{
+			PlannedStmt *stmt = lfirst_node(PlannedStmt, lp);
+
+			if (stmt->commandType == CMD_UTILITY)
+				elog(ERROR, "unexpected utility statement in pipeline \"%s\"",
+					 pipeline);
+			execute_planned(stmt, sql, &counts);
+		}
+		error_context_stack = cb.previous;
+	}
+	return counts;
+}

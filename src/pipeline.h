@@ -1,0 +1,130 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.h
+ *	  Shared definitions of the pipeline extension.
+ *
+ * Data flows through the files in this order: catalog.c (definitions),
+ * define.c (create/alter/drop), extract.c (sources and watermarks),
+ * transform.c (the user's SELECT and type conversion), load.c (targets),
+ * run.c (one run, start to end). security.c switches identities.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PIPELINE_H
+#define PIPELINE_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+/* Alias of the source relation inside the generated batch query. */
+#define BATCH_ALIAS "__pipeline_batch"
+/* Alias of the transform's output inside the generated load statement. */
+#define OUTPUT_ALIAS "__pipeline_out"
+
+typedef enum LoadMode
+{
+	LOAD_APPEND,
+	LOAD_UPSERT,
+	LOAD_REPLACE
+} LoadMode;
+
+/* A pipeline definition: one row of pipeline.pipelines. */
+typedef struct Pipeline
+{
+	char	   *name;
+	Oid			owner;
+	Oid			source;
+	Oid			target;
+	char	   *transform;		/* NULL: the source's columns as they are */
+	char	   *watermark;		/* NULL: a full snapshot every run */
+	char	   *last_watermark; /* NULL: nothing processed yet */
+	LoadMode	mode;
+	List	   *key;			/* column names (String), upsert only */
+	int64		batch_size;		/* 0: no cap */
+	char	   *lag;			/* NULL: no safety lag */
+	bool		enabled;
+	char	   *search_path;	/* the creator's, pinned for every run */
+} Pipeline;
+
+/* security.c: who runs what, under which search_path */
+typedef struct IdentityFrame
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			saved_nestlevel;
+} IdentityFrame;
+
+extern void identity_enter(IdentityFrame *frame, Oid role,
+						   const char *search_path);
+extern void identity_leave(IdentityFrame *frame);
+extern void identity_enter_catalog(IdentityFrame *frame);
+extern void check_pipeline_owner(const Pipeline *p);
+extern const char *catalog_search_path;
+
+/* catalog.c: reading and writing pipeline.pipelines and pipeline.runs */
+extern Oid	catalog_relid(void);
+extern Oid	pipeline_lock_key_of(const char *name);
+extern void catalog_lock_pipeline(const char *name);
+extern Pipeline *catalog_read_pipeline(const char *name, bool missing_ok);
+extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);
+extern void catalog_update_pipeline(const Pipeline *p);
+extern void catalog_delete_pipeline(const char *name);
+extern void catalog_set_watermark(const char *name, const char *watermark,
+								  bool succeeded);
+extern const char *load_mode_name(LoadMode mode);
+extern LoadMode parse_load_mode(const char *mode);
+
+/* define.c: validation shared by create and alter */
+extern void validate_pipeline(Pipeline *p);
+
+/* extract.c: sources and watermarks */
+typedef struct BatchRange
+{
+	char	   *from;			/* exclusive lower bound, NULL: unbounded */
+	char	   *to;				/* inclusive upper bound, NULL: snapshot */
+	bool		idle;			/* nothing new since the last run */
+} BatchRange;
+
+extern Oid	resolve_relation(const char *name, const char *what);
+extern void check_source_kind(Oid relid, const char *name);
+extern void check_target_kind(Oid relid, const char *name);
+extern Oid	watermark_type(const Pipeline *p);
+extern void check_watermark_column(Oid source, const char *column,
+								   const char *source_name);
+extern void check_lag(const Pipeline *p);
+extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
+extern char *batch_query(const Pipeline *p, const BatchRange *range);
+
+/* transform.c: the user's SELECT and conversion to the target's types */
+typedef struct OutputColumn
+{
+	char	   *name;
+	char	   *expr;			/* the converted value, as SQL */
+} OutputColumn;
+
+extern void check_transform_syntax(const char *transform, const char *name);
+extern List *transform_output(const Pipeline *p, const char *batch_sql);
+extern char *transform_sql(const Pipeline *p);
+extern bool output_has_column(List *output, const char *name);
+
+/* load.c: the statements that move a batch into the target */
+typedef struct LoadCounts
+{
+	int64		rows_read;
+	int64		rows_loaded;
+} LoadCounts;
+
+extern List *load_statements(const Pipeline *p, const BatchRange *range);
+extern void analyze_statements(List *statements, const char *pipeline);
+extern LoadCounts execute_statements(List *statements, const char *pipeline);
+extern List *default_key(Oid target);
+
+/* helpers */
+extern char *qualified_relation_name(Oid relid);
+extern void sql_error_context_push(ErrorContextCallback *cb,
+								   const char *sql, const char *pipeline);
+
+#endif							/* PIPELINE_H */

@@ -1,0 +1,301 @@
+/*-------------------------------------------------------------------------
+ *
+ * run.c
+ *	  One run of a pipeline, start to end: pipeline_run and pipeline_explain.
+ *
+ *	  1. Lock the pipeline: concurrent runs of one pipeline serialise, and
+ *	     the second one sees what the first one committed.
+ *	  2. Extract: the batch's watermark range, after waiting for writers.
+ *	  3. Transform and load: one set-based statement, as the owner.
+ *	  4. Record: the new watermark and the run row.
+ *
+ * All four happen in the caller's transaction, so the load, the watermark
+ * and the run row commit together or not at all. Steps 2 and 3 run in a
+ * subtransaction: when they fail, their work is rolled back, the watermark
+ * stays, and a 'failed' run row with the error is recorded and returned.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(pipeline_run);
+PG_FUNCTION_INFO_V1(pipeline_explain);
+
+/* What a run did: becomes a row of pipeline.runs. */
+typedef struct RunRecord
+{
+	int64		run_id;			/* 0: not recorded (skipped) */
+	const char *status;
+	LoadCounts	counts;
+	BatchRange	range;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	char	   *error;
+	char	   *sqlstate;
+} RunRecord;
+
+/* Columns of pipeline.runs, in order. */
+enum
+{
+	RUN_ID, RUN_PIPELINE, RUN_OWNER, RUN_TRIGGER, RUN_ATTEMPT, RUN_STATUS,
+	RUN_ROWS_READ, RUN_ROWS_LOADED, RUN_ROWS_QUARANTINED, RUN_WATERMARK_FROM,
+	RUN_WATERMARK_TO, RUN_STARTED_AT, RUN_FINISHED_AT, RUN_ERROR, RUN_SQLSTATE,
+	RUN_NCOLUMNS
+};
+
+static void
+check_isolation(const char *name)
+{
+	/*
+	 * Under REPEATABLE READ the batch would be read with the transaction's
+	 * first snapshot, blind to the writers the run waited for: rows would be
+	 * skipped for good.
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline \"%s\" cannot run in a %s transaction", name,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+}
+
+/* Extract, transform and load, as the owner. */
+static void
+do_run(const Pipeline *p, RunRecord *run)
+{
+	IdentityFrame frame;
+	List	   *statements;
+
+	run->range = extract_range(p, true);
+	if (run->range.idle)
+		return;
+
+	identity_enter(&frame, p->owner, p->search_path);
+	statements = load_statements(p, &run->range);
+	run->counts = execute_statements(statements, p->name);
+	identity_leave(&frame);
+}
+
+/*
+ * Run do_run in a subtransaction, as PL/pgSQL does for a block with an
+ * EXCEPTION clause; on error, roll it back and keep the error for the run
+ * row.
+ */
+static void
+run_guarded(const Pipeline *p, RunRecord *run)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		do_run(p, run);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		run->status = run->range.idle ? "skipped" : "succeeded";
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		/* a cancel or a shutdown is not a failed run: let it through */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+
+		run->status = "failed";
+		run->counts.rows_read = run->counts.rows_loaded = 0;
+		run->error = edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
+		run->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+static Datum
+nullable_text(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* The run as a row of pipeline.runs, for the caller. */
+static HeapTuple
+run_tuple(TupleDesc desc, const Pipeline *p, const RunRecord *run)
+{
+	Datum		values[RUN_NCOLUMNS];
+	bool		nulls[RUN_NCOLUMNS] = {false};
+
+	values[RUN_ID] = Int64GetDatum(run->run_id);
+	nulls[RUN_ID] = run->run_id == 0;
+	values[RUN_PIPELINE] = CStringGetTextDatum(p->name);
+	values[RUN_OWNER] = ObjectIdGetDatum(p->owner);
+	values[RUN_TRIGGER] = CStringGetTextDatum("manual");
+	values[RUN_ATTEMPT] = Int32GetDatum(1);
+	values[RUN_STATUS] = CStringGetTextDatum(run->status);
+	values[RUN_ROWS_READ] = Int64GetDatum(run->counts.rows_read);
+	values[RUN_ROWS_LOADED] = Int64GetDatum(run->counts.rows_loaded);
+	values[RUN_ROWS_QUARANTINED] = Int64GetDatum(0);
+	values[RUN_WATERMARK_FROM] = nullable_text(run->range.from, &nulls[RUN_WATERMARK_FROM]);
+	values[RUN_WATERMARK_TO] = nullable_text(run->range.to, &nulls[RUN_WATERMARK_TO]);
+	values[RUN_STARTED_AT] = TimestampTzGetDatum(run->started_at);
+	values[RUN_FINISHED_AT] = TimestampTzGetDatum(run->finished_at);
+	values[RUN_ERROR] = nullable_text(run->error, &nulls[RUN_ERROR]);
+	values[RUN_SQLSTATE] = nullable_text(run->sqlstate, &nulls[RUN_SQLSTATE]);
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/* Insert the run row, as the catalog's owner; returns its run_id. */
+static int64
+record_run(const Pipeline *p, const RunRecord *run)
+{
+	IdentityFrame frame;
+	Oid			types[10] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
+	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[10];
+	bool		isnull[10] = {false};
+	char		nulls[10];
+	bool		dummy;
+	int64		run_id;
+
+	values[0] = CStringGetTextDatum(p->name);
+	values[1] = ObjectIdGetDatum(p->owner);
+	values[2] = CStringGetTextDatum(run->status);
+	values[3] = Int64GetDatum(run->counts.rows_read);
+	values[4] = Int64GetDatum(run->counts.rows_loaded);
+	values[5] = nullable_text(run->range.from, &isnull[5]);
+	values[6] = nullable_text(run->range.to, &isnull[6]);
+	values[7] = TimestampTzGetDatum(run->started_at);
+	values[8] = nullable_text(run->error, &isnull[8]);
+	values[9] = nullable_text(run->sqlstate, &isnull[9]);
+	for (int i = 0; i < 10; i++)
+		nulls[i] = isnull[i] ? 'n' : ' ';
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("INSERT INTO pipeline.runs (pipeline, owner, status, "
+							  "rows_read, rows_loaded, watermark_from, watermark_to, "
+							  "started_at, finished_at, error, sqlstate) VALUES "
+							  "($1, $2::regrole, $3, $4, $5, $6, $7, $8, "
+							  "pg_catalog.clock_timestamp(), $9, $10) RETURNING run_id",
+							  10, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record run of pipeline \"%s\"", p->name);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &dummy));
+	identity_leave(&frame);
+	return run_id;
+}
+
+Datum
+pipeline_run(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	MemoryContext callcontext = CurrentMemoryContext;
+	TupleDesc	desc;
+	RunRecord	run = {0};
+	Pipeline   *p;
+	HeapTuple	result;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pipeline_run must return a composite type");
+	check_isolation(name);
+
+	SPI_connect();
+	catalog_lock_pipeline(name);
+	p = catalog_read_pipeline(name, false);
+	check_pipeline_owner(p);
+
+	run.started_at = GetCurrentTimestamp();
+	run.range.from = run.range.to = p->last_watermark;
+	if (!p->enabled)
+		run.status = "skipped";
+	else
+		run_guarded(p, &run);
+	run.finished_at = GetCurrentTimestamp();
+
+	/* An idle or disabled run leaves no history: cron ticks do not grow it. */
+	if (strcmp(run.status, "skipped") != 0)
+	{
+		if (strcmp(run.status, "succeeded") == 0)
+			catalog_set_watermark(p->name, run.range.to, true);
+		run.run_id = record_run(p, &run);
+	}
+
+	MemoryContextSwitchTo(callcontext);
+	result = run_tuple(desc, p, &run);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
+
+/*
+ * The statements the next run would execute (without waiting for writers),
+ * or with plan => true their EXPLAIN VERBOSE output. Nothing is changed.
+ */
+Datum
+pipeline_explain(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		plan = PG_GETARG_BOOL(1);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Pipeline   *p;
+	BatchRange	range;
+	IdentityFrame frame;
+	List	   *statements;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	SPI_connect();
+	p = catalog_read_pipeline(name, false);
+	check_pipeline_owner(p);
+	range = extract_range(p, false);
+
+	identity_enter(&frame, p->owner, p->search_path);
+	statements = load_statements(p, &range);
+	foreach(lc, statements)
+	{
+		const char *sql = lfirst(lc);
+
+		if (!plan)
+		{
+			Datum		value = CStringGetTextDatum(sql);
+			bool		isnull = false;
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			continue;
+		}
+		if (SPI_execute(psprintf("EXPLAIN (VERBOSE, COSTS OFF) %s", sql), false, 0) < 0)
+			elog(ERROR, "EXPLAIN failed for pipeline \"%s\"", p->name);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		value = SPI_getbinval(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1, &isnull);
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		}
+	}
+	identity_leave(&frame);
+	SPI_finish();
+	return (Datum) 0;
+}

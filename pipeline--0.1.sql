@@ -85,7 +85,7 @@ COMMENT ON FUNCTION pipeline_lock_key(text) IS
     'objid of the lock a running pipeline holds (pg_locks.objid)';
 
 CREATE VIEW pipeline.status
-WITH (security_barrier) AS
+WITH (security_invoker = true) AS
 SELECT p.name AS pipeline,
        p.owner,
        p.source,

@@ -253,7 +253,9 @@ check_statements(const Pipeline *p)
 	identity_enter(&frame, p->owner, p->search_path);
 	if (p->mode == LOAD_UPSERT)
 	{
-		List	   *output = transform_output(p, batch_query(p, &range));
+		bool		has_watermark;
+		List	   *output = transform_output(p, batch_query(p, &range),
+											  &has_watermark);
 		ListCell   *lc;
 
 		foreach(lc, p->key)

@@ -193,7 +193,7 @@ check_lag(const Pipeline *p)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid lag \"%s\" for pipeline \"%s\"", p->lag, p->name),
-				 errhint("For a %s watermark, lag is %s, for example \"%s\".",
+				 errhint("For a watermark of type %s, lag is %s, for example \"%s\".",
 						 format_type_be(watermark_type(p)),
 						 watermark_kind(watermark_type(p)) == WATERMARK_TIME ?
 						 "an interval" : "a number",

@@ -100,9 +100,21 @@ is_key_column(List *key, const char *name)
 	return false;
 }
 
+/* Does the load write the column "name"? */
+bool
+output_has_column(List *output, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, output)
+		if (strcmp(((OutputColumn *) lfirst(lc))->name, name) == 0)
+			return true;
+	return false;
+}
+
 static char *
 upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
-				 const char *transform, List *output)
+				 const char *transform, List *output, bool has_watermark)
 {
 	StringInfoData sql;
 	ListCell   *lc;
@@ -124,7 +136,7 @@ upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
 		appendStringInfo(&sql, "%s AS %s, ", col->expr, quote_identifier(col->name));
 	}
 	/* among duplicates of a key, the highest watermark (or the last row) wins */
-	if (p->watermark && output_has_column(output, p->watermark))
+	if (has_watermark)
 		appendStringInfo(&sql, OUTPUT_ALIAS ".%s", quote_identifier(p->watermark));
 	else
 		appendStringInfoString(&sql, "pg_catalog.row_number() OVER ()");
@@ -180,7 +192,8 @@ load_statements(const Pipeline *p, const BatchRange *range)
 	char	   *with_batch = psprintf("WITH batch AS (%s)", batch_sql);
 	char	   *target = qualified_relation_name(p->target);
 	char	   *transform = p->transform ? transform_sql(p) : "SELECT * FROM batch";
-	List	   *output = transform_output(p, batch_sql);
+	bool		has_watermark;
+	List	   *output = transform_output(p, batch_sql, &has_watermark);
 	List	   *statements = NIL;
 
 	switch (p->mode)
@@ -191,7 +204,8 @@ load_statements(const Pipeline *p, const BatchRange *range)
 			break;
 		case LOAD_UPSERT:
 			statements = list_make1(upsert_statement(p, with_batch, target,
-													 transform, output));
+													 transform, output,
+													 has_watermark));
 			break;
 		case LOAD_REPLACE:
 			statements = list_make2(psprintf("DELETE FROM %s", target),
@@ -220,14 +234,34 @@ analyse_one(const char *sql, const char *pipeline)
 	return queries;
 }
 
-/* Parse analysis of every statement, without running them (for create). */
+/*
+ * Parse analysis of every statement, without running them (for create),
+ * and the executor's permission check on every table they touch, as the
+ * current user (the owner): a transform that reads a table its owner may
+ * not read fails here rather than at its first run.
+ */
 void
 analyze_statements(List *statements, const char *pipeline)
 {
 	ListCell   *lc;
 
 	foreach(lc, statements)
-		(void) analyse_one(lfirst(lc), pipeline);
+	{
+		const char *sql = lfirst(lc);
+		ListCell   *lp;
+
+		/* the plan's range table includes those of sublinks and CTEs */
+		foreach(lp, pg_plan_queries(analyse_one(sql, pipeline), sql, 0, NULL))
+		{
+			PlannedStmt *stmt = lfirst_node(PlannedStmt, lp);
+
+#if PG_VERSION_NUM >= 160000
+			ExecCheckPermissions(stmt->rtable, stmt->permInfos, true);
+#else
+			ExecCheckRTPerms(stmt->rtable, true);
+#endif
+		}
+	}
 }
 
 /* Sum the rows produced by the scans of the batch's source relation. */

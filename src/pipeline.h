@@ -106,9 +106,9 @@ typedef struct OutputColumn
 } OutputColumn;
 
 extern void check_transform_syntax(const char *transform, const char *name);
-extern List *transform_output(const Pipeline *p, const char *batch_sql);
+extern List *transform_output(const Pipeline *p, const char *batch_sql,
+							  bool *has_watermark);
 extern char *transform_sql(const Pipeline *p);
-extern bool output_has_column(List *output, const char *name);
 
 /* load.c: the statements that move a batch into the target */
 typedef struct LoadCounts
@@ -121,6 +121,7 @@ extern List *load_statements(const Pipeline *p, const BatchRange *range);
 extern void analyze_statements(List *statements, const char *pipeline);
 extern LoadCounts execute_statements(List *statements, const char *pipeline);
 extern List *default_key(Oid target);
+extern bool output_has_column(List *output, const char *name);
 
 /* helpers */
 extern char *qualified_relation_name(Oid relid);

@@ -188,10 +188,11 @@ conversion(const char *value, Oid from, Oid to, int32 typmod)
 
 /*
  * The transform's output columns as they go into the target: each one a
- * target column, with the SQL that converts its value.
+ * target column, with the SQL that converts its value. *has_watermark tells
+ * whether the transform outputs the watermark column (loaded or not).
  */
 List *
-transform_output(const Pipeline *p, const char *batch_sql)
+transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 {
 	Relation	target = table_open(p->target, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(target);
@@ -201,6 +202,7 @@ transform_output(const Pipeline *p, const char *batch_sql)
 	List	   *seen = NIL;
 	ListCell   *lc;
 
+	*has_watermark = false;
 	columns = p->transform ? analysed_columns(p, batch_sql) : source_columns(p);
 	foreach(lc, columns)
 	{
@@ -209,11 +211,17 @@ transform_output(const Pipeline *p, const char *batch_sql)
 		Form_pg_attribute att;
 		OutputColumn *out;
 		char	   *value;
+		bool		is_watermark = p->watermark && strcmp(col->name, p->watermark) == 0;
 
+		*has_watermark |= is_watermark;
 		if (attnum <= 0 || TupleDescAttr(desc, attnum - 1)->attgenerated)
 		{
-			if (p->transform == NULL)
-				continue;		/* without a transform, unmatched columns stay behind */
+			/*
+			 * Without a transform, unmatched columns stay behind. The
+			 * watermark column may be output only to order duplicates.
+			 */
+			if (p->transform == NULL || is_watermark)
+				continue;
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of the transform of pipeline \"%s\" does not exist in target \"%s\"",
@@ -250,16 +258,4 @@ transform_output(const Pipeline *p, const char *batch_sql)
 						p->name, target_name),
 				 errhint("Give a transform whose column names match the target's.")));
 	return result;
-}
-
-/* Is "name" one of the output columns? */
-bool
-output_has_column(List *output, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, output)
-		if (strcmp(((OutputColumn *) lfirst(lc))->name, name) == 0)
-			return true;
-	return false;
 }

@@ -19,7 +19,7 @@ PG_CFLAGS = -Werror
 
 # pg_regress suites (sql/ and expected/), run against a server that
 # scripts/test.sh starts; see README.md.
-REGRESS = create run modes errors explain
+REGRESS = create run modes explain
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=pipeline_regress
 
 PG_CONFIG ?= pg_config

@@ -24,7 +24,9 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "executor/spi.h"
 #include "executor/executor.h"
 #include "executor/instrument.h"
 #include "nodes/nodeFuncs.h"
@@ -330,8 +332,8 @@ execute_planned(PlannedStmt *stmt, const char *sql, LoadCounts *counts)
 	CommandCounterIncrement();
 }
 
-/* Run the statements of one batch; call as the owner, inside the run. */
-LoadCounts
+/* Run the statements of one batch, in order, counting rows. */
+static LoadCounts
 execute_statements(List *statements, const char *pipeline)
 {
 	LoadCounts	counts = {0, 0};
@@ -358,5 +360,33 @@ execute_statements(List *statements, const char *pipeline)
 		}
 		error_context_stack = cb.previous;
 	}
+	return counts;
+}
+
+/*
+ * A view source is flattened into its base tables, whose scans no longer
+ * carry the batch's alias: count its batch with a query of its own.
+ */
+static int64
+count_view_batch(const Pipeline *p, const BatchRange *range)
+{
+	char	   *sql = psprintf("SELECT pg_catalog.count(*) FROM (%s) AS b",
+							   batch_query(p, range));
+	bool		isnull;
+
+	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the batch of pipeline \"%s\"", p->name);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Load one batch; call as the owner, inside the run's subtransaction. */
+LoadCounts
+load_batch(const Pipeline *p, const BatchRange *range)
+{
+	LoadCounts	counts = execute_statements(load_statements(p, range), p->name);
+
+	if (get_rel_relkind(p->source) == RELKIND_VIEW)
+		counts.rows_read = count_view_batch(p, range);
 	return counts;
 }

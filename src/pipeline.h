@@ -119,7 +119,7 @@ typedef struct LoadCounts
 
 extern List *load_statements(const Pipeline *p, const BatchRange *range);
 extern void analyze_statements(List *statements, const char *pipeline);
-extern LoadCounts execute_statements(List *statements, const char *pipeline);
+extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
 extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
 

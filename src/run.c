@@ -76,15 +76,13 @@ static void
 do_run(const Pipeline *p, RunRecord *run)
 {
 	IdentityFrame frame;
-	List	   *statements;
 
 	run->range = extract_range(p, true);
 	if (run->range.idle)
 		return;
 
 	identity_enter(&frame, p->owner, p->search_path);
-	statements = load_statements(p, &run->range);
-	run->counts = execute_statements(statements, p->name);
+	run->counts = load_batch(p, &run->range);
 	identity_leave(&frame);
 }
 

@@ -176,11 +176,17 @@ conversion(const char *value, Oid from, Oid to, int32 typmod)
 												   FORMAT_TYPE_FORCE_QUALIFY);
 	Oid			from_base = getBaseType(from);
 
-	if (from == to || can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
-		return pstrdup(value);	/* INSERT applies the assignment cast */
-	if (from_base == JSONBOID || from_base == JSONOID)
+	Oid			to_base = getBaseType(to);
+	bool		from_json = (from_base == JSONBOID || from_base == JSONOID);
+
+	if (from == to)
+		return pstrdup(value);
+	/* a JSON scalar loads by its text ("a", not "\"a\""), unless into JSON */
+	if (from_json && to_base != JSONBOID && to_base != JSONOID)
 		return psprintf("CAST(%s OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] AS %s)",
 						value, target_type);
+	if (can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
+		return pstrdup(value);	/* INSERT applies the assignment cast */
 	if (TypeCategory(from_base) == TYPCATEGORY_STRING || from == UNKNOWNOID)
 		return psprintf("CAST(%s AS %s)", value, target_type);
 	return NULL;

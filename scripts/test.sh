@@ -25,7 +25,8 @@ trap cleanup EXIT
 
 log "starting a throwaway test cluster (port $PORT)"
 start_cluster test "$PORT" "shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'" || exit 1
+cron.database_name = 'postgres'
+track_commit_timestamp = on" || exit 1
 export PGHOST="$WORK_BASE/test" PGPORT=$PORT PGUSER=postgres
 cd "$ROOT_DIR"
 

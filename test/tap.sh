@@ -31,5 +31,5 @@ done_testing() {
 
 # q CLUSTER PORT DB SQL: one value (or rows), unaligned
 q() {
-  cluster_psql "$1" "$2" -d "$3" -At -c "$4"
+  cluster_psql "$1" "$2" -d "$3" -qAt -c "$4"
 }

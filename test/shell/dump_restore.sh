@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# pg_dump and pg_restore carry pipelines, their watermarks and history; the
+# restored pipelines continue from their watermark.
+source "$(dirname "$0")/../tap.sh"
+DB=pipeline_dump
+RDB=pipeline_restored
+work=$(mktemp -d)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+qd() { q test "$PORT" "$DB" "$1"; }
+qr() { q test "$PORT" "$RDB" "$1"; }
+
+cluster_psql test "$PORT" -q -c "DROP DATABASE IF EXISTS $DB" -c "DROP DATABASE IF EXISTS $RDB" \
+  -c "CREATE DATABASE $DB" -c "DROP ROLE IF EXISTS dump_owner" -c "CREATE ROLE dump_owner" 2>/dev/null
+cluster_psql test "$PORT" -d "$DB" -q >/dev/null <<'SQL'
+CREATE EXTENSION pipeline;
+CREATE SCHEMA app AUTHORIZATION dump_owner;
+SET ROLE dump_owner;
+CREATE TABLE app.src (id bigserial PRIMARY KEY, v int);
+CREATE TABLE app.dst (id bigint PRIMARY KEY, v int);
+CREATE TABLE app.totals (n bigint);
+INSERT INTO app.src (v) SELECT g FROM generate_series(1, 1000) g;
+SELECT pipeline_create('copy', 'app.src', 'app.dst', watermark => 'id', mode => 'upsert',
+                       options => '{"batch_size": 400}');
+SELECT pipeline_create('count', 'app.dst', 'app.totals', mode => 'replace',
+                       transform => 'SELECT count(*) AS n FROM batch');
+CALL pipeline_drain('copy');
+SELECT pipeline_run('count');
+SQL
+
+export PGHOST="$WORK_BASE/test" PGPORT=$PORT PGUSER=postgres
+"$PG_BIN/pg_dump" -Fc -f "$work/dump" "$DB"
+ok $? "pg_dump of a database with pipelines"
+"$PG_BIN/createdb" "$RDB"
+"$PG_BIN/pg_restore" -d "$RDB" "$work/dump" 2>"$work/restore.err"
+ok $? "pg_restore into a new database"
+sed 's/^/# /' "$work/restore.err"
+
+cols="name, owner, source, target, transform, watermark, last_watermark, mode, key, batch_size, lag, enabled, search_path"
+is "$(qr "SELECT $cols FROM pipeline.pipelines ORDER BY name")" "$(qd "SELECT $cols FROM pipeline.pipelines ORDER BY name")" \
+  "definitions, owners and watermarks are restored"
+is "$(qr "SELECT count(*) FROM pipeline.runs")" "$(qd "SELECT count(*) FROM pipeline.runs")" "run history is restored"
+is "$(qr "SELECT last_watermark FROM pipeline.pipelines WHERE name = 'copy'")" 1000 "the watermark is where the dump left it"
+
+qr "INSERT INTO app.src (v) SELECT g FROM generate_series(1, 50) g" >/dev/null
+is "$(qr "SET ROLE dump_owner; SELECT rows_read || ' ' || watermark_from || ' ' || watermark_to FROM pipeline_run('copy')")" \
+  "50 1000 1050" "the restored pipeline continues from its watermark"
+is "$(qr "SELECT count(*) FROM app.dst")" 1050 "no row twice after the restore"
+is "$(qr "SELECT min(run_id) > (SELECT max(run_id) FROM pipeline.runs WHERE status = 'succeeded' AND rows_read <> 50) FROM pipeline.runs WHERE rows_read = 50")" t \
+  "new run ids continue after the restored ones"
+is "$(qr "SELECT status || ' ' || rows_loaded FROM pipeline_run('count')")" "succeeded 1" "the downstream pipeline runs too"
+is "$(qr "SELECT n FROM app.totals")" 1050 "and sees the new rows"
+
+cluster_psql test "$PORT" -q -c "DROP DATABASE $DB" -c "DROP DATABASE $RDB" -c "DROP ROLE dump_owner"
+done_testing

@@ -14,9 +14,8 @@
  *	           never an empty or half-filled table
  *
  * Each batch is one set-based statement. The statements are run through the
- * executor directly, with row instrumentation, so that the number of rows
- * read from the source is counted on the batch's own scan nodes instead of
- * by a second pass over the batch.
+ * executor directly, so that the number of rows read from the source can be
+ * counted on the batch's own scan nodes instead of by a second pass.
  *
  *-------------------------------------------------------------------------
  */
@@ -266,17 +265,26 @@ analyze_statements(List *statements, const char *pipeline)
 	}
 }
 
-/* Sum the rows produced by the scans of the batch's source relation. */
-static bool
-count_batch_rows(PlanState *ps, void *context)
+/*
+ * Counting the batch's rows costs no extra pass: after ExecutorStart, the
+ * scans of the batch's source relation (by alias; partitions inherit it) get
+ * row instrumentation of their own, and no other node does. The executor
+ * wraps exactly those nodes (ExecProcNodeFirst picks ExecProcNodeInstr for a
+ * node with an Instrumentation), so the load itself runs uninstrumented.
+ */
+typedef struct BatchScanWalk
 {
-	int64	   *rows = (int64 *) ((void **) context)[0];
-	List	   *rtable = (List *) ((void **) context)[1];
+	List	   *rtable;
+	bool		attach;			/* true: attach counters; false: sum them */
+	int64		rows;
+} BatchScanWalk;
 
-	if (ps == NULL)
-		return false;
-	if (ps->instrument)
-		InstrEndLoop(ps->instrument);
+static bool
+is_batch_scan(PlanState *ps, List *rtable)
+{
+	Index		scanrelid;
+	RangeTblEntry *rte;
+
 	switch (nodeTag(ps))
 	{
 		case T_SeqScanState:
@@ -288,43 +296,57 @@ count_batch_rows(PlanState *ps, void *context)
 		case T_TidRangeScanState:
 		case T_ForeignScanState:
 		case T_CustomScanState:
-			{
-				Index		scanrelid = ((Scan *) ps->plan)->scanrelid;
-
-				if (scanrelid > 0 && ps->instrument)
-				{
-					RangeTblEntry *rte = rt_fetch(scanrelid, rtable);
-
-					if (rte->eref && strcmp(rte->eref->aliasname, BATCH_ALIAS) == 0)
-						*rows += (int64) ps->instrument->ntuples;
-				}
-				break;
-			}
-		default:
 			break;
+		default:
+			return false;
 	}
-	return planstate_tree_walker(ps, count_batch_rows, context);
+	scanrelid = ((Scan *) ps->plan)->scanrelid;
+	if (scanrelid == 0)
+		return false;
+	rte = rt_fetch(scanrelid, rtable);
+	return rte->eref && strcmp(rte->eref->aliasname, BATCH_ALIAS) == 0;
+}
+
+static bool
+batch_scan_walker(PlanState *ps, void *context)
+{
+	BatchScanWalk *walk = (BatchScanWalk *) context;
+
+	if (ps == NULL)
+		return false;
+	if (is_batch_scan(ps, walk->rtable))
+	{
+		if (walk->attach && ps->instrument == NULL)
+			ps->instrument = InstrAlloc(1, INSTRUMENT_ROWS, false);
+		else if (!walk->attach && ps->instrument != NULL)
+		{
+			InstrEndLoop(ps->instrument);
+			walk->rows += (int64) ps->instrument->ntuples;
+		}
+	}
+	return planstate_tree_walker(ps, batch_scan_walker, context);
 }
 
 static void
 execute_planned(PlannedStmt *stmt, const char *sql, LoadCounts *counts)
 {
 	QueryDesc  *qd;
-	void	   *context[2];
+	BatchScanWalk walk = {stmt->rtable, true, 0};
 
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	qd = CreateQueryDesc(stmt, sql, GetActiveSnapshot(), InvalidSnapshot,
-						 None_Receiver, NULL, NULL, INSTRUMENT_ROWS);
+						 None_Receiver, NULL, NULL, 0);
 	ExecutorStart(qd, 0);
+	batch_scan_walker(qd->planstate, &walk);
 	ExecutorRun(qd, ForwardScanDirection, 0, true);
 	ExecutorFinish(qd);
 
 	if (stmt->canSetTag && stmt->commandType == CMD_INSERT)
 		counts->rows_loaded += qd->estate->es_processed;
-	context[0] = &counts->rows_read;
-	context[1] = stmt->rtable;
-	count_batch_rows(qd->planstate, context);
+	walk.attach = false;
+	batch_scan_walker(qd->planstate, &walk);
+	counts->rows_read += walk.rows;
 
 	ExecutorEnd(qd);
 	FreeQueryDesc(qd);

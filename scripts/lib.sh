@@ -4,7 +4,10 @@
 # the "postgres" system user (created by the postgresql-15 package) and we
 # connect over its socket as the "postgres" database user.
 
-PG_BIN=${PG_BIN:-$(pg_config --bindir)}
+# PostgreSQL 15 as Debian installs it; nothing needs to exist yet when this
+# file is sourced (install_dependencies comes first).
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_CONFIG=${PG_CONFIG:-$PG_BIN/pg_config}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK_BASE=${PIPELINE_WORK:-/tmp/pipeline-work}
 
@@ -42,9 +45,9 @@ install_dependencies() {
 
 build_and_install() {
   log "building and installing the extension"
-  make -C "$ROOT_DIR" -s clean >/dev/null
-  make -C "$ROOT_DIR" -s >/dev/null
-  make -C "$ROOT_DIR" -s install >/dev/null
+  make -C "$ROOT_DIR" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+  make -C "$ROOT_DIR" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -C "$ROOT_DIR" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 # start_cluster NAME PORT [extra postgresql.conf lines]

@@ -40,7 +40,7 @@ count() {   # count SUITE PASSED FAILED
 run_regress() {
   log "pg_regress (sql/, expected/)"
   local out
-  out=$(make -s installcheck 2>&1)
+  out=$(make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1)
   echo "$out" | grep -E '^(test| ) |^ok|^not ok|tests passed|failed' || true
   local ok bad
   ok=$(echo "$out" | grep -cE '^(test |     )?[a-z_]+ +\.\.\. ok')
@@ -62,9 +62,9 @@ count_tap() {   # count_tap SUITE OUTPUT EXIT
 
 run_pgtap() {
   log "pgTAP (test/pgtap/, pg_prove)"
-  psql -X -q -c 'DROP DATABASE IF EXISTS pipeline_tap' -c 'CREATE DATABASE pipeline_tap' >/dev/null
+  "$PG_BIN/psql" -X -q -c 'DROP DATABASE IF EXISTS pipeline_tap' -c 'CREATE DATABASE pipeline_tap' >/dev/null 2>&1
   local out rc
-  out=$(pg_prove -v -d pipeline_tap test/pgtap/*.sql 2>&1); rc=$?
+  out=$(pg_prove --psql-bin "$PG_BIN/psql" -v -d pipeline_tap test/pgtap/*.sql 2>&1); rc=$?
   echo "$out" | grep -vE '^\s*ok [0-9]+' || true
   count_tap pgTAP "$out" "$rc"
 }

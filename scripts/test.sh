@@ -47,6 +47,8 @@ run_regress() {
   bad=$(echo "$out" | grep -cE '\.\.\. FAILED')
   [ -f regression.diffs ] && [ "$bad" -gt 0 ] && head -80 regression.diffs
   if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then bad=1; echo "$out" | tail -20; fi
+  # keep results/ and regression.diffs only when something failed
+  [ "$bad" -eq 0 ] && rm -rf results regression.diffs regression.out
   count pg_regress "$ok" "$bad"
 }
 

@@ -339,7 +339,11 @@ execute_planned(PlannedStmt *stmt, const char *sql, LoadCounts *counts)
 						 None_Receiver, NULL, NULL, 0);
 	ExecutorStart(qd, 0);
 	batch_scan_walker(qd->planstate, &walk);
+#if PG_VERSION_NUM >= 180000
+	ExecutorRun(qd, ForwardScanDirection, 0);
+#else
 	ExecutorRun(qd, ForwardScanDirection, 0, true);
+#endif
 	ExecutorFinish(qd);
 
 	if (stmt->canSetTag && stmt->commandType == CMD_INSERT)

@@ -68,5 +68,21 @@ is "$(q test "$PORT" "$DB" "SELECT coalesce(sum(rows_loaded), 0) FROM pipeline.r
 late=$(q test "$PORT" "$DB" "SELECT count(*) FROM (SELECT id, max(id) OVER (ORDER BY pg_xact_commit_timestamp(xmin) ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM src) s WHERE before > id")
 ok $([ "$late" -gt 0 ]; echo $?) "ids were taken early and committed late ($late rows), the race the wait must close"
 
+# replace mode: a reader during the run sees the old contents, never an
+# empty or half-filled table, and the new contents once the run commits
+q test "$PORT" "$DB" "CREATE TABLE per_client (client int, n bigint);
+  INSERT INTO per_client VALUES (-1, -1);
+  SELECT pipeline_create('per_client', 'src', 'per_client', mode => 'replace',
+    transform => 'SELECT client, count(*) AS n FROM batch GROUP BY client')" >/dev/null
+cluster_psql test "$PORT" -d "$DB" -qAt -c "BEGIN" -c "SELECT pipeline_run('per_client')" \
+  -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null &
+replacer=$!
+sleep 0.7
+is "$(q test "$PORT" "$DB" "SELECT count(*) || ' ' || sum(n) FROM per_client")" "1 -1" \
+  "during a replace run, readers see the old contents"
+wait $replacer
+is "$(q test "$PORT" "$DB" "SELECT count(*) || ' ' || sum(n) FROM per_client")" "6 $src" \
+  "after it commits, they see the new contents whole"
+
 cluster_psql test "$PORT" -q -c "DROP DATABASE $DB"
 done_testing

@@ -6,6 +6,8 @@ OBJS = \
 	src/security.o \
 	src/catalog.o \
 	src/define.o \
+	src/contract.o \
+	src/quarantine.o \
 	src/extract.o \
 	src/transform.o \
 	src/load.o \
@@ -19,9 +21,12 @@ PG_CFLAGS = -Werror
 
 # pg_regress suites (sql/ and expected/), run against a server that
 # scripts/test.sh starts; see README.md.
-REGRESS = create run modes explain
+REGRESS = create run modes explain contracts
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=pipeline_regress
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies
+$(OBJS): src/pipeline.h

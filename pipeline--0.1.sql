@@ -31,6 +31,8 @@ CREATE TABLE pipeline.pipelines (
     enabled         boolean     NOT NULL DEFAULT true,
     search_path     text        NOT NULL,
     options         jsonb       NOT NULL DEFAULT '{}',
+    max_bad_fraction float8     CHECK (max_bad_fraction BETWEEN 0 AND 1),
+    max_bad_rows    bigint      CHECK (max_bad_rows >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
     last_success_at timestamptz
 );
@@ -53,27 +55,71 @@ CREATE TABLE pipeline.runs (
     started_at       timestamptz NOT NULL,
     finished_at      timestamptz NOT NULL,
     error            text,
-    sqlstate         text
+    sqlstate         text,
+    rule_failures    jsonb
 );
 
 CREATE INDEX runs_pipeline_idx ON pipeline.runs (pipeline, run_id DESC);
 
 COMMENT ON TABLE pipeline.runs IS 'History of pipeline runs that did work or failed';
 
--- pg_dump keeps the user rows of these tables (and the run id sequence).
+CREATE TABLE pipeline.contract_rules (
+    pipeline    text    NOT NULL,
+    owner       regrole NOT NULL,
+    rule        text    NOT NULL,
+    kind        text    NOT NULL CHECK (kind IN ('not_null', 'unique', 'type', 'min',
+                        'max', 'in', 'matches', 'max_length', 'references', 'check')),
+    column_name name,
+    argument    jsonb,
+    action      text    NOT NULL DEFAULT 'quarantine'
+                CHECK (action IN ('quarantine', 'fail', 'warn')),
+    PRIMARY KEY (pipeline, rule)
+);
+
+COMMENT ON TABLE pipeline.contract_rules IS 'Data contract rules, one row per rule';
+
+CREATE TABLE pipeline.quarantine (
+    id             bigserial   PRIMARY KEY,
+    pipeline       text        NOT NULL,
+    owner          regrole     NOT NULL,
+    run_id         bigint      NOT NULL,
+    data           jsonb       NOT NULL,
+    violations     text[]      NOT NULL,
+    error          text,
+    quarantined_at timestamptz NOT NULL DEFAULT now(),
+    replayed_at    timestamptz
+);
+
+CREATE INDEX quarantine_pipeline_idx ON pipeline.quarantine (pipeline, id)
+    WHERE replayed_at IS NULL;
+CREATE INDEX quarantine_run_idx ON pipeline.quarantine (run_id);
+
+COMMENT ON TABLE pipeline.quarantine IS 'Rows that broke a contract rule, with every rule they broke';
+
+-- pg_dump keeps the user rows of these tables (and their sequences).
 SELECT pg_catalog.pg_extension_config_dump('pipeline.pipelines', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('pipeline.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.contract_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.quarantine_id_seq', '');
 
 ALTER TABLE pipeline.pipelines ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pipeline.runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.contract_rules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.quarantine ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY pipelines_of_owner ON pipeline.pipelines
     FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 CREATE POLICY runs_of_owner ON pipeline.runs
     FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY rules_of_owner ON pipeline.contract_rules
+    FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY quarantine_of_owner ON pipeline.quarantine
+    FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 
-GRANT SELECT ON pipeline.pipelines, pipeline.runs TO PUBLIC;
+GRANT SELECT ON pipeline.pipelines, pipeline.runs, pipeline.contract_rules,
+    pipeline.quarantine TO PUBLIC;
 
 /* The key of the heavyweight lock that serialises runs of one pipeline. */
 CREATE FUNCTION pipeline_lock_key(name text)
@@ -165,6 +211,52 @@ CREATE FUNCTION pipeline_explain(name text, plan boolean DEFAULT false)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'pipeline_explain'
 LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_contract(name text, contract jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_contract'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pipeline_replay(name text, ids bigint[] DEFAULT NULL,
+    OUT replayed bigint, OUT loaded bigint, OUT still_bad bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pipeline_replay'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pipeline_check(relation regclass, contract jsonb)
+RETURNS TABLE (rule text, failing_rows bigint, samples jsonb)
+AS 'MODULE_PATHNAME', 'pipeline_check'
+LANGUAGE C STRICT VOLATILE;
+
+/*
+ * Conversion without an error: the value of text in the type of the second
+ * argument (with the given typmod), or NULL when the text is not valid
+ * input. Generated load statements use it so a bad value breaks the rule
+ * "<column>.type" instead of aborting the batch.
+ */
+CREATE FUNCTION pipeline_try_input(value text, type_of anyelement, typmod integer DEFAULT -1)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pipeline_try_input'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+/* Row routing inside a run's load statement (not for direct use). */
+CREATE FUNCTION pipeline_divert(violations text[], data jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pipeline_divert'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION pipeline_warn(rule text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pipeline_warn'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION pipeline_fail(rule text, data jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pipeline_fail'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION pipeline_diverted()
+RETURNS TABLE (violations text[], data jsonb)
+AS 'MODULE_PATHNAME', 'pipeline_diverted'
+LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION pipeline_diverted() FROM PUBLIC;
 
 /*
  * Process everything available in batch_size chunks, committing after each,

@@ -39,14 +39,15 @@ count() {   # count SUITE PASSED FAILED
 
 run_regress() {
   log "pg_regress (sql/, expected/)"
-  local out
-  out=$(make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1)
+  local out rc
+  out=$(make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1); rc=$?
   echo "$out" | grep -E '^(test| ) |^ok|^not ok|tests passed|failed' || true
   local ok bad
   ok=$(echo "$out" | grep -cE '^(test |     )?[a-z_]+ +\.\.\. ok')
   bad=$(echo "$out" | grep -cE '\.\.\. FAILED')
   [ -f regression.diffs ] && [ "$bad" -gt 0 ] && head -80 regression.diffs
-  if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then bad=1; echo "$out" | tail -20; fi
+  # pg_regress that stopped early (a missing file, a crash) fails too
+  if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; echo "$out" | tail -20; fi
   # keep results/ and regression.diffs only when something failed
   [ "$bad" -eq 0 ] && rm -rf results regression.diffs regression.out
   count pg_regress "$ok" "$bad"

@@ -3,7 +3,7 @@ CREATE EXTENSION pipeline;
 \set VERBOSITY terse
 
 CREATE TABLE src (id bigserial PRIMARY KEY, v int, note text);
-CREATE TABLE dst (id bigint, v int CHECK (v < 1000), note text);
+CREATE TABLE dst (id bigint, v int, note text UNIQUE);
 SELECT pipeline_create('p', 'src', 'dst', watermark => 'id');
 
 -- empty source: skipped, no history
@@ -17,13 +17,14 @@ SELECT count(*), count(DISTINCT id), min(id), max(id) FROM dst;
 SELECT count(*) AS history_rows FROM pipeline.runs;
 
 -- a failing run: rolled back, watermark kept, 'failed' row returned and recorded
-INSERT INTO src (v) VALUES (1), (5000), (2);
+-- (a unique index is not part of the contract: breaking it fails the run)
+INSERT INTO src (v, note) VALUES (1, 'dup'), (5000, 'dup'), (2, NULL);
 SELECT status, rows_loaded, error, sqlstate, watermark_from, watermark_to FROM pipeline_run('p');
 SELECT last_watermark FROM pipeline.pipelines WHERE name = 'p';
 SELECT count(*) FROM dst;
 SELECT state, last_status, last_error FROM pipeline.status WHERE pipeline = 'p';
 -- fix the data and run again: the batch loads exactly once
-UPDATE src SET v = 3 WHERE v = 5000;
+UPDATE src SET note = 'unique' WHERE v = 5000;
 SELECT status, rows_read, rows_loaded, watermark_from, watermark_to FROM pipeline_run('p');
 SELECT count(*), count(DISTINCT id) FROM dst;
 
@@ -102,9 +103,11 @@ SELECT pipeline_create('typed', 'landing', 'typed', watermark => 'id',
   transform => $$ SELECT id, doc->'qty' AS qty, amount, day, doc->'tag' AS tag FROM batch $$);
 SELECT status, rows_loaded FROM pipeline_run('typed');
 SELECT * FROM typed ORDER BY id;
--- a value that does not convert fails the run (contracts will quarantine it)
-INSERT INTO landing (doc, amount, day) VALUES ('{"qty": "many"}', '1', '2024-05-03');
-SELECT status, sqlstate, error FROM pipeline_run('typed');
+-- a value that does not convert breaks the rule "qty.type": quarantined
+INSERT INTO landing (doc, amount, day) VALUES ('{"qty": "many"}', '1', '2024-05-03'),
+  ('{"qty": 5}', '2', '2024-05-04');
+SELECT status, rows_read, rows_loaded, rows_quarantined FROM pipeline_run('typed');
+SELECT data, violations FROM pipeline.quarantine WHERE pipeline = 'typed';
 
 -- partitioned source and a view as source
 CREATE TABLE measurements (id bigint, region text, v int) PARTITION BY LIST (region);

@@ -27,7 +27,8 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 
 #define PIPELINE_COLUMNS \
 	"name, owner::oid, source::oid, target::oid, transform, watermark::text, " \
-	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path"
+	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
+	"max_bad_fraction, max_bad_rows"
 
 Oid
 catalog_relid(void)
@@ -153,6 +154,10 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	p->lag = text_column(tuple, desc, 11);
 	p->enabled = DatumGetBool(SPI_getbinval(tuple, desc, 12, &isnull));
 	p->search_path = text_column(tuple, desc, 13);
+	d = SPI_getbinval(tuple, desc, 14, &isnull);
+	p->max_bad_fraction = isnull ? -1 : DatumGetFloat8(d);
+	d = SPI_getbinval(tuple, desc, 15, &isnull);
+	p->max_bad_rows = isnull ? -1 : DatumGetInt64(d);
 	return p;
 }
 
@@ -194,6 +199,22 @@ catalog_read_pipeline(const char *name, bool missing_ok)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("See SELECT name FROM pipeline.pipelines for the pipelines you own.")));
+	return p;
+}
+
+/*
+ * Lock, read (with its contract) and check ownership: the start of every
+ * change to a pipeline.
+ */
+Pipeline *
+open_owned_pipeline(const char *name)
+{
+	Pipeline   *p;
+
+	catalog_lock_pipeline(name);
+	p = catalog_read_pipeline(name, false);
+	check_pipeline_owner(p);
+	p->rules = contract_read(p);
 	return p;
 }
 

@@ -266,7 +266,7 @@ check_statements(const Pipeline *p)
 								strVal(lfirst(lc)), p->name),
 						 errhint("The transform must output every key column.")));
 	}
-	statements = load_statements(p, &range);
+	statements = load_statements(p, &range, NULL);
 	analyze_statements(statements, p->name);
 	identity_leave(&frame);
 }
@@ -330,18 +330,6 @@ pipeline_create(PG_FUNCTION_ARGS)
 															   CStringGetDatum("{}"))));
 	SPI_finish();
 	PG_RETURN_VOID();
-}
-
-/* Lock, read and check ownership: the start of every change to a pipeline. */
-static Pipeline *
-open_owned_pipeline(const char *name)
-{
-	Pipeline   *p;
-
-	catalog_lock_pipeline(name);
-	p = catalog_read_pipeline(name, false);
-	check_pipeline_owner(p);
-	return p;
 }
 
 Datum

@@ -113,9 +113,133 @@ output_has_column(List *output, const char *name)
 	return false;
 }
 
+/* jsonb_build_object takes at most 100 arguments: 50 columns a call. */
+static char *
+row_as_jsonb(List *output, const char *prefix)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	foreach(lc, output)
+	{
+		OutputColumn *col = lfirst(lc);
+		int			i = foreach_current_index(lc);
+
+		if (i % 50 == 0)
+			appendStringInfo(&sql, "%spg_catalog.jsonb_build_object(",
+							 i > 0 ? ") OPERATOR(pg_catalog.||) " : "");
+		else
+			appendStringInfoString(&sql, ", ");
+		/* the value as the transform made it, before conversion */
+		appendStringInfo(&sql, "%s, %s%s", quote_literal_cstr(col->name), prefix,
+						 col->checked ? raw_alias(col->name) : quote_identifier(col->name));
+	}
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * The WHERE clause that routes rows: fail rules raise, warn rules count,
+ * quarantine rules divert. A clean row passes on the OR of its rule
+ * columns alone.
+ */
+static char *
+route_condition(List *rules, List *output, const char *carry)
+{
+	StringInfoData sql;
+	StringInfoData any_bad;
+	StringInfoData names;
+	char	   *data = row_as_jsonb(output, "__pipeline_w.");
+	ListCell   *lc;
+	bool		first = true;
+
+	/* a replayed row carries its quarantine id, to tell which stay bad */
+	if (carry)
+		data = psprintf("%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s, __pipeline_w.%s)",
+						data, quote_literal_cstr(carry), carry);
+	initStringInfo(&sql);
+	initStringInfo(&any_bad);
+	initStringInfo(&names);
+	foreach(lc, rules)
+	{
+		Rule	   *r = lfirst(lc);
+		char	   *flag = psprintf("__pipeline_w.__pipeline_r%d", foreach_current_index(lc));
+
+		switch (r->action)
+		{
+			case ACTION_FAIL:
+				appendStringInfo(&sql, "(NOT %s OR pg_catalog.pipeline_fail(%s, %s)) AND ",
+								 flag, quote_literal_cstr(r->name), data);
+				break;
+			case ACTION_WARN:
+				appendStringInfo(&sql, "(NOT %s OR pg_catalog.pipeline_warn(%s)) AND ",
+								 flag, quote_literal_cstr(r->name));
+				break;
+			case ACTION_QUARANTINE:
+				appendStringInfo(&any_bad, "%s%s", first ? "" : " OR ", flag);
+				appendStringInfo(&names, "%sCASE WHEN %s THEN %s END", first ? "" : ", ",
+								 flag, quote_literal_cstr(r->name));
+				first = false;
+				break;
+		}
+	}
+	if (first)
+		appendStringInfoString(&sql, "true");
+	else
+		appendStringInfo(&sql, "CASE WHEN NOT (%s) THEN true ELSE "
+						 "pg_catalog.pipeline_divert(pg_catalog.array_remove(ARRAY[%s]::pg_catalog.text[], NULL), %s) END",
+						 any_bad.data, names.data, data);
+	return sql.data;
+}
+
+/*
+ * The rows that go into the target: the transform's output converted to the
+ * target's types, with the upsert order if wanted, and, when there are
+ * rules, only the rows that break none. Rules are evaluated once per row in
+ * __pipeline_w; OFFSET 0 keeps the planner from flattening the layers, which
+ * would evaluate conversions and rules again in the outer WHERE clause.
+ */
+static char *
+rows_query(const char *transform, List *output, List *rules,
+		   const char *order, const char *carry)
+{
+	StringInfoData v;
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&v);
+	appendStringInfoString(&v, "SELECT ");
+	foreach(lc, output)
+	{
+		OutputColumn *col = lfirst(lc);
+
+		appendStringInfo(&v, "%s%s AS %s", foreach_current_index(lc) > 0 ? ", " : "",
+						 col->expr, quote_identifier(col->name));
+		if (col->checked && rules != NIL)
+			appendStringInfo(&v, ", %s AS %s", col->raw, raw_alias(col->name));
+	}
+	if (order)
+		appendStringInfo(&v, ", %s AS __pipeline_order", order);
+	if (carry)
+		appendStringInfo(&v, ", " OUTPUT_ALIAS ".%s", carry);
+	appendStringInfo(&v, " FROM (\n%s\n) AS " OUTPUT_ALIAS, transform);
+	if (rules == NIL)
+		return v.data;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT __pipeline_w.* FROM (SELECT __pipeline_v.*");
+	foreach(lc, rules)
+		appendStringInfo(&sql, ", %s AS __pipeline_r%d",
+						 ((Rule *) lfirst(lc))->violation, foreach_current_index(lc));
+	appendStringInfo(&sql, " FROM (%s OFFSET 0) AS __pipeline_v OFFSET 0) AS __pipeline_w WHERE %s",
+					 v.data, route_condition(rules, output, carry));
+	return sql.data;
+}
+
 static char *
 upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
-				 const char *transform, List *output, bool has_watermark)
+				 const char *rows, List *output)
 {
 	StringInfoData sql;
 	ListCell   *lc;
@@ -129,21 +253,9 @@ upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
 	append_key_list(&sql, p->key, "");
 	appendStringInfoString(&sql, ") ");
 	append_column_list(&sql, output);
-	appendStringInfoString(&sql, " FROM (SELECT ");
-	foreach(lc, output)
-	{
-		OutputColumn *col = lfirst(lc);
-
-		appendStringInfo(&sql, "%s AS %s, ", col->expr, quote_identifier(col->name));
-	}
-	/* among duplicates of a key, the highest watermark (or the last row) wins */
-	if (has_watermark)
-		appendStringInfo(&sql, OUTPUT_ALIAS ".%s", quote_identifier(p->watermark));
-	else
-		appendStringInfoString(&sql, "pg_catalog.row_number() OVER ()");
-	appendStringInfo(&sql, " AS __pipeline_order FROM (\n%s\n) AS " OUTPUT_ALIAS
-					 ") AS __pipeline_rows\nORDER BY ", transform);
+	appendStringInfo(&sql, " FROM (%s) AS __pipeline_rows\nORDER BY ", rows);
 	append_key_list(&sql, p->key, "");
+	/* among duplicates of a key, the highest watermark (or the last row) wins */
 	appendStringInfoString(&sql, ", __pipeline_order DESC NULLS LAST\nON CONFLICT (");
 	append_key_list(&sql, p->key, "");
 	appendStringInfoString(&sql, ") DO ");
@@ -164,30 +276,28 @@ upsert_statement(const Pipeline *p, const char *with_batch, const char *target,
 }
 
 static char *
-insert_statement(const char *with_batch, const char *target,
-				 const char *transform, List *output)
+insert_statement(const char *with_batch, const char *target, const char *rows,
+				 List *output)
 {
 	StringInfoData sql;
-	ListCell   *lc;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "%s\nINSERT INTO %s AS __pipeline_target (",
 					 with_batch, target);
 	append_column_list(&sql, output);
 	appendStringInfoString(&sql, ")\nSELECT ");
-	foreach(lc, output)
-		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
-						 ((OutputColumn *) lfirst(lc))->expr);
-	appendStringInfo(&sql, " FROM (\n%s\n) AS " OUTPUT_ALIAS, transform);
+	append_column_list(&sql, output);
+	appendStringInfo(&sql, " FROM (%s) AS __pipeline_rows", rows);
 	return sql.data;
 }
 
 /*
  * The statements of one run, in order. Call as the pipeline's owner under
- * its search_path: the transform is analysed there.
+ * its search_path: the transform is analysed there. "replay" reads the
+ * given relation of already-transformed rows instead of the transform.
  */
 List *
-load_statements(const Pipeline *p, const BatchRange *range)
+load_statements(const Pipeline *p, const BatchRange *range, const char *replay)
 {
 	char	   *batch_sql = batch_query(p, range);
 	char	   *with_batch = psprintf("WITH batch AS (%s)", batch_sql);
@@ -195,26 +305,28 @@ load_statements(const Pipeline *p, const BatchRange *range)
 	char	   *transform = p->transform ? transform_sql(p) : "SELECT * FROM batch";
 	bool		has_watermark;
 	List	   *output = transform_output(p, batch_sql, &has_watermark);
-	List	   *statements = NIL;
+	List	   *rules = contract_rules(p, output);
+	char	   *order = NULL;
+	char	   *rows;
+
+	if (p->mode == LOAD_UPSERT)
+		order = has_watermark && replay == NULL ?
+			psprintf(OUTPUT_ALIAS ".%s", quote_identifier(p->watermark)) :
+			"pg_catalog.row_number() OVER ()";
+	rows = rows_query(replay ? replay : transform, output, rules, order,
+					  replay ? "__pipeline_qid" : NULL);
 
 	switch (p->mode)
 	{
 		case LOAD_APPEND:
-			statements = list_make1(insert_statement(with_batch, target,
-													 transform, output));
-			break;
+			return list_make1(insert_statement(with_batch, target, rows, output));
 		case LOAD_UPSERT:
-			statements = list_make1(upsert_statement(p, with_batch, target,
-													 transform, output,
-													 has_watermark));
-			break;
+			return list_make1(upsert_statement(p, with_batch, target, rows, output));
 		case LOAD_REPLACE:
-			statements = list_make2(psprintf("DELETE FROM %s", target),
-									insert_statement(with_batch, target,
-													 transform, output));
-			break;
+			return list_make2(psprintf("DELETE FROM %s", target),
+							  insert_statement(with_batch, target, rows, output));
 	}
-	return statements;
+	return NIL;					/* keep compiler quiet */
 }
 
 static List *
@@ -362,7 +474,7 @@ execute_planned(PlannedStmt *stmt, const char *sql, LoadCounts *counts)
 static LoadCounts
 execute_statements(List *statements, const char *pipeline)
 {
-	LoadCounts	counts = {0, 0};
+	LoadCounts	counts = {0, 0, 0};
 	ListCell   *lc;
 
 	foreach(lc, statements)
@@ -410,9 +522,21 @@ count_view_batch(const Pipeline *p, const BatchRange *range)
 LoadCounts
 load_batch(const Pipeline *p, const BatchRange *range)
 {
-	LoadCounts	counts = execute_statements(load_statements(p, range), p->name);
+	LoadCounts	counts = execute_statements(load_statements(p, range, NULL), p->name);
 
 	if (get_rel_relkind(p->source) == RELKIND_VIEW)
 		counts.rows_read = count_view_batch(p, range);
 	return counts;
+}
+
+/*
+ * Load quarantined rows again: "replay" selects them, already transformed,
+ * with their quarantine ids; they pass the same conversion and rules.
+ */
+LoadCounts
+load_replay(const Pipeline *p, const char *replay)
+{
+	BatchRange	range = {NULL, NULL, false};
+
+	return execute_statements(load_statements(p, &range, replay), p->name);
 }

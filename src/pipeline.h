@@ -31,6 +31,25 @@ typedef enum LoadMode
 	LOAD_REPLACE
 } LoadMode;
 
+/* What happens to a row that breaks a contract rule. */
+typedef enum RuleAction
+{
+	ACTION_QUARANTINE,			/* the row goes to pipeline.quarantine */
+	ACTION_FAIL,				/* the run fails */
+	ACTION_WARN					/* the row loads; the break is counted */
+} RuleAction;
+
+/* A contract rule: one row of pipeline.contract_rules, or an implicit one. */
+typedef struct Rule
+{
+	char	   *name;			/* "<column>.<kind>", a check's or constraint's name */
+	char	   *kind;
+	char	   *column;			/* NULL for checks */
+	char	   *argument;		/* as jsonb text */
+	RuleAction	action;
+	char	   *violation;		/* SQL: true when a row breaks the rule */
+} Rule;
+
 /* A pipeline definition: one row of pipeline.pipelines. */
 typedef struct Pipeline
 {
@@ -47,6 +66,9 @@ typedef struct Pipeline
 	char	   *lag;			/* NULL: no safety lag */
 	bool		enabled;
 	char	   *search_path;	/* the creator's, pinned for every run */
+	double		max_bad_fraction;	/* < 0: no limit */
+	int64		max_bad_rows;	/* < 0: no limit */
+	List	   *rules;			/* the contract's rules (Rule), when read */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -69,6 +91,7 @@ extern Oid	catalog_relid(void);
 extern Oid	pipeline_lock_key_of(const char *name);
 extern void catalog_lock_pipeline(const char *name);
 extern Pipeline *catalog_read_pipeline(const char *name, bool missing_ok);
+extern Pipeline *open_owned_pipeline(const char *name);
 extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);
 extern void catalog_update_pipeline(const Pipeline *p);
 extern void catalog_delete_pipeline(const char *name);
@@ -79,6 +102,19 @@ extern LoadMode parse_load_mode(const char *mode);
 
 /* define.c: validation shared by create and alter */
 extern void validate_pipeline(Pipeline *p);
+
+/* contract.c: data contract rules */
+extern List *contract_read(const Pipeline *p);
+extern List *contract_rules(const Pipeline *p, List *output);
+extern const char *raw_alias(const char *column);
+
+/* quarantine.c: routing rows that break the contract */
+extern void route_begin(const char *pipeline);
+extern void route_end(void);
+extern int64 route_diverted(void);
+extern char *route_rule_counts(int limit);
+extern void route_check_limits(const Pipeline *p, int64 rows_read);
+extern int64 route_store(const Pipeline *p, int64 run_id);
 
 /* extract.c: sources and watermarks */
 typedef struct BatchRange
@@ -102,7 +138,13 @@ extern char *batch_query(const Pipeline *p, const BatchRange *range);
 typedef struct OutputColumn
 {
 	char	   *name;
-	char	   *expr;			/* the converted value, as SQL */
+	char	   *raw;			/* the transform's value, as SQL */
+	char	   *expr;			/* the value converted to the target type */
+	bool		checked;		/* expr is NULL where raw is not valid input */
+	Oid			type;			/* the target column's type and typmod */
+	int32		typmod;
+	bool		not_null;		/* the target column is NOT NULL */
+	Oid			raw_type;		/* the transform's type for it */
 } OutputColumn;
 
 extern void check_transform_syntax(const char *transform, const char *name);
@@ -115,11 +157,14 @@ typedef struct LoadCounts
 {
 	int64		rows_read;
 	int64		rows_loaded;
+	int64		rows_quarantined;
 } LoadCounts;
 
-extern List *load_statements(const Pipeline *p, const BatchRange *range);
+extern List *load_statements(const Pipeline *p, const BatchRange *range,
+							 const char *replay);
 extern void analyze_statements(List *statements, const char *pipeline);
 extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
+extern LoadCounts load_replay(const Pipeline *p, const char *replay);
 extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
 

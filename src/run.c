@@ -44,6 +44,7 @@ typedef struct RunRecord
 	TimestampTz finished_at;
 	char	   *error;
 	char	   *sqlstate;
+	char	   *rule_failures;	/* jsonb text, NULL when no rule broke */
 } RunRecord;
 
 /* Columns of pipeline.runs, in order. */
@@ -52,7 +53,7 @@ enum
 	RUN_ID, RUN_PIPELINE, RUN_OWNER, RUN_TRIGGER, RUN_ATTEMPT, RUN_STATUS,
 	RUN_ROWS_READ, RUN_ROWS_LOADED, RUN_ROWS_QUARANTINED, RUN_WATERMARK_FROM,
 	RUN_WATERMARK_TO, RUN_STARTED_AT, RUN_FINISHED_AT, RUN_ERROR, RUN_SQLSTATE,
-	RUN_NCOLUMNS
+	RUN_RULE_FAILURES, RUN_NCOLUMNS
 };
 
 static void
@@ -71,19 +72,43 @@ check_isolation(const char *name)
 				 errhint("Run it in a READ COMMITTED transaction.")));
 }
 
-/* Extract, transform and load, as the owner. */
+/* The id of a run that does work, taken before its rows are quarantined. */
+static int64
+next_run_id(void)
+{
+	IdentityFrame frame;
+	bool		isnull;
+	int64		id;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute("SELECT pg_catalog.nextval('pipeline.runs_run_id_seq')", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not allocate a run id");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	identity_leave(&frame);
+	return id;
+}
+
+/*
+ * Extract, transform and load as the owner, then check the contract's
+ * limits and quarantine the rows that broke it.
+ */
 static void
-do_run(const Pipeline *p, RunRecord *run)
+do_run(Pipeline *p, RunRecord *run)
 {
 	IdentityFrame frame;
 
 	run->range = extract_range(p, true);
 	if (run->range.idle)
 		return;
+	run->run_id = next_run_id();
+	p->rules = contract_read(p);
 
 	identity_enter(&frame, p->owner, p->search_path);
 	run->counts = load_batch(p, &run->range);
 	identity_leave(&frame);
+
+	route_check_limits(p, run->counts.rows_read);
+	run->counts.rows_quarantined = route_store(p, run->run_id);
 }
 
 /*
@@ -92,11 +117,12 @@ do_run(const Pipeline *p, RunRecord *run)
  * row.
  */
 static void
-run_guarded(const Pipeline *p, RunRecord *run)
+run_guarded(Pipeline *p, RunRecord *run)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 
+	route_begin(p->name);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
@@ -106,6 +132,8 @@ run_guarded(const Pipeline *p, RunRecord *run)
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 		run->status = run->range.idle ? "skipped" : "succeeded";
+		run->rule_failures = route_rule_counts(0);
+		route_end();
 	}
 	PG_CATCH();
 	{
@@ -117,6 +145,8 @@ run_guarded(const Pipeline *p, RunRecord *run)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+		run->rule_failures = route_rule_counts(0);
+		route_end();
 
 		/* a cancel or a shutdown is not a failed run: let it through */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
@@ -125,6 +155,7 @@ run_guarded(const Pipeline *p, RunRecord *run)
 
 		run->status = "failed";
 		run->counts.rows_read = run->counts.rows_loaded = 0;
+		run->counts.rows_quarantined = 0;
 		run->error = edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
 		run->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
 		FreeErrorData(edata);
@@ -155,28 +186,30 @@ run_tuple(TupleDesc desc, const Pipeline *p, const RunRecord *run)
 	values[RUN_STATUS] = CStringGetTextDatum(run->status);
 	values[RUN_ROWS_READ] = Int64GetDatum(run->counts.rows_read);
 	values[RUN_ROWS_LOADED] = Int64GetDatum(run->counts.rows_loaded);
-	values[RUN_ROWS_QUARANTINED] = Int64GetDatum(0);
+	values[RUN_ROWS_QUARANTINED] = Int64GetDatum(run->counts.rows_quarantined);
 	values[RUN_WATERMARK_FROM] = nullable_text(run->range.from, &nulls[RUN_WATERMARK_FROM]);
 	values[RUN_WATERMARK_TO] = nullable_text(run->range.to, &nulls[RUN_WATERMARK_TO]);
 	values[RUN_STARTED_AT] = TimestampTzGetDatum(run->started_at);
 	values[RUN_FINISHED_AT] = TimestampTzGetDatum(run->finished_at);
 	values[RUN_ERROR] = nullable_text(run->error, &nulls[RUN_ERROR]);
 	values[RUN_SQLSTATE] = nullable_text(run->sqlstate, &nulls[RUN_SQLSTATE]);
+	nulls[RUN_RULE_FAILURES] = run->rule_failures == NULL;
+	if (run->rule_failures)
+		values[RUN_RULE_FAILURES] = DirectFunctionCall1(jsonb_in,
+														CStringGetDatum(run->rule_failures));
 	return heap_form_tuple(desc, values, nulls);
 }
 
-/* Insert the run row, as the catalog's owner; returns its run_id. */
-static int64
-record_run(const Pipeline *p, const RunRecord *run)
+/* Insert the run row, as the catalog's owner. */
+static void
+record_run(const Pipeline *p, RunRecord *run)
 {
 	IdentityFrame frame;
-	Oid			types[10] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
-	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	Datum		values[10];
-	bool		isnull[10] = {false};
-	char		nulls[10];
-	bool		dummy;
-	int64		run_id;
+	Oid			types[13] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
+	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[13];
+	bool		isnull[13] = {false};
+	char		nulls[13];
 
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = ObjectIdGetDatum(p->owner);
@@ -188,21 +221,23 @@ record_run(const Pipeline *p, const RunRecord *run)
 	values[7] = TimestampTzGetDatum(run->started_at);
 	values[8] = nullable_text(run->error, &isnull[8]);
 	values[9] = nullable_text(run->sqlstate, &isnull[9]);
-	for (int i = 0; i < 10; i++)
+	values[10] = Int64GetDatum(run->run_id ? run->run_id : next_run_id());
+	values[11] = Int64GetDatum(run->counts.rows_quarantined);
+	values[12] = nullable_text(run->rule_failures, &isnull[12]);
+	for (int i = 0; i < 13; i++)
 		nulls[i] = isnull[i] ? 'n' : ' ';
+	run->run_id = DatumGetInt64(values[10]);
 
 	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("INSERT INTO pipeline.runs (pipeline, owner, status, "
 							  "rows_read, rows_loaded, watermark_from, watermark_to, "
-							  "started_at, finished_at, error, sqlstate) VALUES "
+							  "started_at, finished_at, error, sqlstate, run_id, "
+							  "rows_quarantined, rule_failures) VALUES "
 							  "($1, $2::regrole, $3, $4, $5, $6, $7, $8, "
-							  "pg_catalog.clock_timestamp(), $9, $10) RETURNING run_id",
-							  10, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+							  "pg_catalog.clock_timestamp(), $9, $10, $11, $12, $13::pg_catalog.jsonb)",
+							  13, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record run of pipeline \"%s\"", p->name);
-	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &dummy));
 	identity_leave(&frame);
-	return run_id;
 }
 
 Datum
@@ -237,7 +272,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 	{
 		if (strcmp(run.status, "succeeded") == 0)
 			catalog_set_watermark(p->name, run.range.to, true);
-		run.run_id = record_run(p, &run);
+		record_run(p, &run);
 	}
 
 	MemoryContextSwitchTo(callcontext);
@@ -269,7 +304,8 @@ pipeline_explain(PG_FUNCTION_ARGS)
 	range = extract_range(p, false);
 
 	identity_enter(&frame, p->owner, p->search_path);
-	statements = load_statements(p, &range);
+	p->rules = contract_read(p);
+	statements = load_statements(p, &range, NULL);
 	foreach(lc, statements)
 	{
 		const char *sql = lfirst(lc);

@@ -16,6 +16,7 @@
 #include "pipeline.h"
 
 #include "access/table.h"
+#include "fmgr.h"
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
@@ -25,6 +26,9 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#if PG_VERSION_NUM >= 160000
+#include "nodes/miscnodes.h"
+#endif
 
 typedef struct SqlErrorContext
 {
@@ -165,30 +169,82 @@ source_columns(const Pipeline *p)
 }
 
 /*
+ * Built-in types whose input functions only parse: on PostgreSQL 15, which
+ * has no soft input errors, pipeline_try_input may catch their data errors
+ * without a subtransaction. Other types convert with a plain cast, and a bad
+ * value fails the run.
+ */
+static bool
+input_errors_catchable(Oid type)
+{
+	switch (type)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+		case BOOLOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case UUIDOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case JSONOID:
+		case JSONBOID:
+		case INETOID:
+		case CIDROID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Text into the target type: through pipeline_try_input where a bad value
+ * can be caught (the row then breaks "<column>.type"), else a plain cast.
+ */
+static char *
+text_conversion(OutputColumn *out, const char *text)
+{
+	if (!input_errors_catchable(out->type))
+		return psprintf("CAST(%s AS %s)", text,
+						format_type_extended(out->type, out->typmod,
+											 FORMAT_TYPE_TYPEMOD_GIVEN |
+											 FORMAT_TYPE_FORCE_QUALIFY));
+	out->checked = true;
+	return psprintf("pg_catalog.pipeline_try_input(%s, NULL::%s, %d)",
+					text, format_type_be_qualified(out->type), out->typmod);
+}
+
+/*
  * The SQL that turns one output value into the target column's type, or
  * NULL when no conversion exists.
  */
 static char *
-conversion(const char *value, Oid from, Oid to, int32 typmod)
+conversion(OutputColumn *out, Oid from)
 {
-	const char *target_type = format_type_extended(to, typmod,
-												   FORMAT_TYPE_TYPEMOD_GIVEN |
-												   FORMAT_TYPE_FORCE_QUALIFY);
+	Oid			to = out->type;
 	Oid			from_base = getBaseType(from);
-
 	Oid			to_base = getBaseType(to);
 	bool		from_json = (from_base == JSONBOID || from_base == JSONOID);
 
 	if (from == to)
-		return pstrdup(value);
+		return pstrdup(out->raw);
 	/* a JSON scalar loads by its text ("a", not "\"a\""), unless into JSON */
 	if (from_json && to_base != JSONBOID && to_base != JSONOID)
-		return psprintf("CAST(%s OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] AS %s)",
-						value, target_type);
+		return text_conversion(out, psprintf("(%s OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])",
+											 out->raw));
 	if (can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
-		return pstrdup(value);	/* INSERT applies the assignment cast */
+		return pstrdup(out->raw);	/* INSERT applies the assignment cast */
 	if (TypeCategory(from_base) == TYPCATEGORY_STRING || from == UNKNOWNOID)
-		return psprintf("CAST(%s AS %s)", value, target_type);
+		return text_conversion(out, psprintf("(%s)::pg_catalog.text", out->raw));
 	return NULL;
 }
 
@@ -216,7 +272,6 @@ transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 		AttrNumber	attnum = get_attnum(p->target, col->name);
 		Form_pg_attribute att;
 		OutputColumn *out;
-		char	   *value;
 		bool		is_watermark = p->watermark && strcmp(col->name, p->watermark) == 0;
 
 		*has_watermark |= is_watermark;
@@ -242,10 +297,14 @@ transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 		seen = lappend(seen, makeString(col->name));
 
 		att = TupleDescAttr(desc, attnum - 1);
-		value = psprintf(OUTPUT_ALIAS ".%s", quote_identifier(col->name));
-		out = palloc(sizeof(OutputColumn));
+		out = palloc0(sizeof(OutputColumn));
 		out->name = col->name;
-		out->expr = conversion(value, col->type, att->atttypid, att->atttypmod);
+		out->raw = psprintf(OUTPUT_ALIAS ".%s", quote_identifier(col->name));
+		out->type = att->atttypid;
+		out->typmod = att->atttypmod;
+		out->not_null = att->attnotnull;
+		out->raw_type = col->type;
+		out->expr = conversion(out, col->type);
 		if (out->expr == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -264,4 +323,92 @@ transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 						p->name, target_name),
 				 errhint("Give a transform whose column names match the target's.")));
 	return result;
+}
+
+/*
+ * pipeline_try_input(value text, type_of anyelement, typmod int)
+ *
+ * The input function of type_of's type applied to value, or NULL when value
+ * is not valid input. On 16 and later through the soft-error interface; on
+ * 15 by catching the error of a built-in type's input function, which only
+ * parses and allocates memory (see input_errors_catchable). Only data
+ * exceptions (class 22) are caught; anything else propagates.
+ */
+typedef struct TryInputCache
+{
+	Oid			type;
+	FmgrInfo	input;
+	Oid			ioparam;
+	bool		catchable;
+} TryInputCache;
+
+PG_FUNCTION_INFO_V1(pipeline_try_input);
+
+static bool
+try_input_call(TryInputCache *cache, char *str, int32 typmod, Datum *result)
+{
+#if PG_VERSION_NUM >= 160000
+	ErrorSaveContext escontext = {T_ErrorSaveContext};
+
+	return InputFunctionCallSafe(&cache->input, str, cache->ioparam, typmod,
+								 (Node *) &escontext, result);
+#else
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	if (!cache->catchable)
+	{
+		*result = InputFunctionCall(&cache->input, str, cache->ioparam, typmod);
+		return true;
+	}
+	PG_TRY();
+	{
+		*result = InputFunctionCall(&cache->input, str, cache->ioparam, typmod);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+#endif
+}
+
+Datum
+pipeline_try_input(PG_FUNCTION_ARGS)
+{
+	TryInputCache *cache = (TryInputCache *) fcinfo->flinfo->fn_extra;
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	int32		typmod = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+	Datum		result;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (cache == NULL || cache->type != type)
+	{
+		Oid			func;
+
+		if (!OidIsValid(type))
+			elog(ERROR, "could not determine the type of pipeline_try_input's second argument");
+		cache = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TryInputCache));
+		cache->type = type;
+		getTypeInputInfo(type, &func, &cache->ioparam);
+		fmgr_info_cxt(func, &cache->input, fcinfo->flinfo->fn_mcxt);
+		cache->catchable = input_errors_catchable(type);
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	if (!try_input_call(cache, text_to_cstring(PG_GETARG_TEXT_PP(0)), typmod, &result))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

@@ -16,6 +16,7 @@
  */
 #include "pipeline.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -27,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pipeline_contract);
 
@@ -335,12 +337,33 @@ json_scalar_text(const char *json)
 												   CStringGetTextDatum("v")));
 }
 
+/*
+ * The type's catalog name, schema-qualified. Unlike its SQL spelling it
+ * carries no default typmod: "character" would mean char(1) in a cast and
+ * cut 'EUR' to 'E', where pg_catalog.bpchar keeps it whole.
+ */
+static char *
+type_name_sql(Oid type)
+{
+	HeapTuple	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+	Form_pg_type form;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", type);
+	form = (Form_pg_type) GETSTRUCT(tuple);
+	name = quote_qualified_identifier(get_namespace_name(form->typnamespace),
+									  NameStr(form->typname));
+	ReleaseSysCache(tuple);
+	return name;
+}
+
 /* A JSON scalar (as jsonb text) as an SQL literal of the column's type. */
 static char *
 typed_literal(const char *json_scalar, const OutputColumn *col)
 {
 	return psprintf("CAST(%s AS %s)", quote_literal_cstr(json_scalar_text(json_scalar)),
-					format_type_be_qualified(col->type));
+					type_name_sql(col->type));
 }
 
 static const char *
@@ -486,7 +509,7 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 		foreach(lc, array_elements(r->argument))
 			appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
 							 typed_literal(lfirst(lc), col));
-		appendStringInfo(&sql, "]::%s[])) IS FALSE)", format_type_be_qualified(col->type));
+		appendStringInfo(&sql, "]::%s[])) IS FALSE)", type_name_sql(col->type));
 		return sql.data;
 	}
 	if (strcmp(kind, "matches") == 0)

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(22);
+SELECT plan(29);
 
 CREATE ROLE tap_alice;
 CREATE ROLE tap_bob;
@@ -88,6 +88,25 @@ SELECT is((SELECT count(*) FROM pipeline.runs WHERE pipeline = 'team_p'), 1::big
           'and sees its runs');
 SELECT is((SELECT count(*) FROM pipeline.runs WHERE pipeline = 'alice_p'), 0::bigint,
           'but not the runs of alice''s pipeline');
+RESET ROLE;
+
+-- contracts and quarantined rows belong to the pipeline's owner too
+SET ROLE tap_alice;
+SELECT lives_ok($$ SELECT pipeline_contract('alice_p', '{"columns": {"v": {"max": 50}}}') $$,
+                'the owner sets a contract');
+INSERT INTO alice.src (v) VALUES (1000);
+RESET ROLE;
+SELECT is((SELECT rows_quarantined FROM pipeline_run('alice_p')), 1::bigint,
+          'a run quarantines the bad row');
+SET ROLE tap_bob;
+SELECT is((SELECT count(*) FROM pipeline.quarantine), 0::bigint, 'bob does not see alice''s quarantined rows');
+SELECT is((SELECT count(*) FROM pipeline.contract_rules), 0::bigint, 'nor her contract''s rules');
+SELECT throws_ok($$ SELECT pipeline_contract('alice_p', NULL) $$, '42501', NULL, 'bob cannot change her contract');
+SELECT throws_ok($$ SELECT * FROM pipeline_replay('alice_p') $$, '42501', NULL, 'nor replay her quarantine');
+RESET ROLE;
+SET ROLE tap_alice;
+SELECT is((SELECT count(*) FROM pipeline.quarantine WHERE pipeline = 'alice_p'), 1::bigint,
+          'alice sees her quarantined row');
 RESET ROLE;
 
 SELECT * FROM finish();

@@ -71,5 +71,43 @@ is "$(ql "SELECT rows_read || ' ' || watermark_from || ' ' || watermark_to FROM 
   "lines appended to the file are picked up incrementally"
 is "$(ql "SELECT count(*) FROM events")" 8 "the table holds every line once"
 
+# a messy real-world CSV under a contract: every line loads or is quarantined
+cp "$ROOT_DIR/test/data/messy_orders.csv" "$csv_dir/messy_orders.csv"
+chmod 644 "$csv_dir/messy_orders.csv"
+cluster_psql test "$PORT" -d "$DB" -q >/dev/null <<SQL
+CREATE FOREIGN TABLE messy_csv (order_id text, customer_email text, order_date text,
+                                amount text, currency text, status text)
+  SERVER files OPTIONS (filename '$csv_dir/messy_orders.csv', format 'csv', header 'true');
+CREATE TABLE clean_orders (order_id int NOT NULL, email text NOT NULL, order_date date,
+                           amount numeric(10,2), currency char(3), status text);
+SELECT pipeline_create('messy', 'messy_csv', 'clean_orders',
+  transform => \$\$ SELECT order_id, trim(customer_email) AS email, order_date,
+                         amount, upper(currency) AS currency, lower(status) AS status
+                  FROM batch \$\$);
+SELECT pipeline_contract('messy', \$\${
+  "columns": {"order_id": {"unique": true},
+              "email":    {"matches": "^[^@ ]+@[^@ ]+\\\\.[a-z]+\$"},
+              "amount":   {"min": 0},
+              "currency": {"in": ["EUR", "USD"]},
+              "status":   {"in": ["pending", "completed", "cancelled"]}}}\$\$);
+SQL
+r=$(ql "SELECT rows_read || ' ' || rows_loaded || ' ' || rows_quarantined FROM pipeline_run('messy')")
+is "$r" "15 4 11" "15 CSV lines: 4 loaded, 11 quarantined, none lost"
+is "$(ql "SELECT string_agg(order_id::text, ',' ORDER BY order_id) FROM clean_orders")" "1001,1004,1009,1011" \
+  "the clean lines loaded (US date, blank amount, case and blanks normalized)"
+expected="1002:amount.type
+1003:email.matches
+1005:email.not_null
+1006:order_date.type
+1007:amount.type
+1008:amount.min,status.in
+1010:order_id.unique
+1010:order_id.unique,amount.type
+1013:amount.type
+1014:currency.in
+:order_id.not_null"
+is "$(ql "SELECT coalesce(data ->> 'order_id', '') || ':' || array_to_string(violations, ',') FROM pipeline.quarantine WHERE pipeline = 'messy' ORDER BY 1")" \
+  "$expected" "each bad line is quarantined with every rule it broke"
+
 cluster_psql test "$PORT" -q -c "DROP DATABASE $DB"
 done_testing

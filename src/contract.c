@@ -466,12 +466,17 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 	const char *kind = r->kind;
 
 	if (strcmp(kind, "not_null") == 0)
+	{
+		check_argument(r, "boolean", "true or false");
 		return psprintf("(%s IS NULL)", v);
+	}
 	if (strcmp(kind, "unique") == 0)
 	{
-		char	   *in_batch = psprintf("(%s IS NOT NULL AND pg_catalog.count(*) OVER (PARTITION BY %s) OPERATOR(pg_catalog.>) 1)",
-										v, v);
+		char	   *in_batch;
 
+		check_argument(r, "boolean", "true or false");
+		in_batch = psprintf("(%s IS NOT NULL AND pg_catalog.count(*) OVER (PARTITION BY %s) OPERATOR(pg_catalog.>) 1)",
+							v, v);
 		if (p->mode != LOAD_APPEND)
 			return in_batch;
 		return psprintf("(%s OR (%s IS NOT NULL AND EXISTS (SELECT FROM %s AS __pipeline_t WHERE __pipeline_t.%s OPERATOR(pg_catalog.=) %s)))",
@@ -485,7 +490,7 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 		int32		typmod;
 
 		check_argument(r, "string", "a type name, such as \"numeric\"");
-		typename = pnstrdup(r->argument + 1, strlen(r->argument) - 2);
+		typename = json_scalar_text(r->argument);
 		parseTypeString(typename, &type, &typmod, false);
 		return psprintf("(%s IS NOT NULL AND pg_catalog.pipeline_try_input((%s)::pg_catalog.text, NULL::%s, %d) IS NULL)",
 						col->checked ? psprintf("__pipeline_v.%s", raw_alias(col->name)) : v,

@@ -248,13 +248,14 @@ route_check_limits(const Pipeline *p, int64 rows_read)
 
 	if (!too_many && !too_large)
 		return;
+	/* the message is what the failed run row keeps: it names the rules */
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("batch of pipeline \"%s\" has " INT64_FORMAT " bad rows of " INT64_FORMAT
-					", over its contract's %s", p->name, bad, rows_read,
+					", over its contract's %s; most broken rules: %s", p->name, bad, rows_read,
 					too_many ? psprintf("max_bad_rows (" INT64_FORMAT ")", p->max_bad_rows)
-					: psprintf("max_bad_fraction (%g)", p->max_bad_fraction)),
-			 errdetail("Most broken rules: %s.", route_rule_counts(3)),
+					: psprintf("max_bad_fraction (%g)", p->max_bad_fraction),
+					route_rule_counts(3)),
 			 errhint("Nothing was loaded or quarantined. Fix the source or the transform, or relax the contract.")));
 }
 

@@ -115,11 +115,20 @@ CREATE POLICY runs_of_owner ON pipeline.runs
     FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 CREATE POLICY rules_of_owner ON pipeline.contract_rules
     FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+-- Rules are editable from psql by the pipeline's owner; a row must name a
+-- pipeline of that owner. (A check rule's SQL runs as that same owner.)
+CREATE POLICY rules_edited_by_owner ON pipeline.contract_rules
+    FOR ALL USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE') AND EXISTS (
+        SELECT 1 FROM pipeline.pipelines p
+        WHERE p.name OPERATOR(pg_catalog.=) contract_rules.pipeline
+          AND p.owner OPERATOR(pg_catalog.=) contract_rules.owner));
 CREATE POLICY quarantine_of_owner ON pipeline.quarantine
     FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 
 GRANT SELECT ON pipeline.pipelines, pipeline.runs, pipeline.contract_rules,
     pipeline.quarantine TO PUBLIC;
+GRANT INSERT, UPDATE, DELETE ON pipeline.contract_rules TO PUBLIC;
 
 /* The key of the heavyweight lock that serialises runs of one pipeline. */
 CREATE FUNCTION pipeline_lock_key(name text)

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(29);
+SELECT plan(33);
 
 CREATE ROLE tap_alice;
 CREATE ROLE tap_bob;
@@ -104,9 +104,27 @@ SELECT is((SELECT count(*) FROM pipeline.contract_rules), 0::bigint, 'nor her co
 SELECT throws_ok($$ SELECT pipeline_contract('alice_p', NULL) $$, '42501', NULL, 'bob cannot change her contract');
 SELECT throws_ok($$ SELECT * FROM pipeline_replay('alice_p') $$, '42501', NULL, 'nor replay her quarantine');
 RESET ROLE;
+SET ROLE tap_bob;
+UPDATE pipeline.contract_rules SET action = 'warn';
+SELECT throws_ok($$ INSERT INTO pipeline.contract_rules (pipeline, owner, rule, kind, column_name, argument)
+                    VALUES ('alice_p', 'tap_bob', 'v.min', 'min', 'v', '0') $$, '42501', NULL,
+                 'bob cannot add a rule to her pipeline');
+RESET ROLE;
 SET ROLE tap_alice;
+SELECT is((SELECT action FROM pipeline.contract_rules WHERE rule = 'v.max'), 'quarantine',
+          'bob''s UPDATE did not reach her rules');
 SELECT is((SELECT count(*) FROM pipeline.quarantine WHERE pipeline = 'alice_p'), 1::bigint,
           'alice sees her quarantined row');
+-- the owner edits a rule from psql; the next run uses it
+UPDATE pipeline.contract_rules SET action = 'warn' WHERE rule = 'v.max';
+INSERT INTO alice.src (v) VALUES (2000);
+RESET ROLE;
+SELECT results_eq($$ SELECT rows_loaded, rows_quarantined, rule_failures::text FROM pipeline_run('alice_p') $$,
+                  $$ VALUES (1::bigint, 0::bigint, '{"v.max": 1}'::text) $$,
+                  'a rule edited in psql takes effect: the row loads with a warning');
+SET ROLE tap_alice;
+SELECT throws_ok($$ UPDATE pipeline.contract_rules SET owner = 'tap_bob' $$, '42501', NULL,
+                 'a rule cannot be handed to another role');
 RESET ROLE;
 
 SELECT * FROM finish();

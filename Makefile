@@ -8,6 +8,8 @@ OBJS = \
 	src/define.o \
 	src/contract.o \
 	src/quarantine.o \
+	src/depends.o \
+	src/schedule.o \
 	src/extract.o \
 	src/transform.o \
 	src/load.o \

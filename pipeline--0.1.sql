@@ -31,6 +31,8 @@ CREATE TABLE pipeline.pipelines (
     enabled         boolean     NOT NULL DEFAULT true,
     search_path     text        NOT NULL,
     options         jsonb       NOT NULL DEFAULT '{}',
+    depends_on      text[],
+    schedule        text,
     max_bad_fraction float8     CHECK (max_bad_fraction BETWEEN 0 AND 1),
     max_bad_rows    bigint      CHECK (max_bad_rows >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -153,6 +155,7 @@ SELECT p.name AS pipeline,
            ELSE 'idle'
        END AS state,
        p.enabled,
+       p.schedule,
        p.last_watermark AS watermark,
        last.run_id AS last_run_id,
        last.status AS last_status,
@@ -177,11 +180,30 @@ LEFT JOIN LATERAL (
       AND l.classid = 'pipeline.pipelines'::regclass
       AND l.objid = pg_catalog.pipeline_lock_key(p.name)
       AND l.granted
+      -- the caller's own finished run holds its lock until commit
+      AND l.pid <> pg_catalog.pg_backend_pid()
     LIMIT 1) running ON true;
 
 GRANT SELECT ON pipeline.status TO PUBLIC;
 
 COMMENT ON VIEW pipeline.status IS 'One row per pipeline: state, last run, freshness';
+
+/*
+ * The DAG: a pipeline runs after those it depends on, declared (option
+ * depends_on) or inferred (its source is another pipeline's target).
+ */
+CREATE VIEW pipeline.dependencies
+WITH (security_invoker = true) AS
+SELECT d AS upstream, p.name AS downstream, 'declared' AS kind
+FROM pipeline.pipelines p, unnest(p.depends_on) d
+UNION
+SELECT q.name, p.name, 'inferred'
+FROM pipeline.pipelines p
+JOIN pipeline.pipelines q ON q.target = p.source AND q.name <> p.name;
+
+GRANT SELECT ON pipeline.dependencies TO PUBLIC;
+
+COMMENT ON VIEW pipeline.dependencies IS 'Edges of the pipeline DAG: upstream runs before downstream';
 
 CREATE FUNCTION pipeline_create(
     name      text,
@@ -266,6 +288,66 @@ RETURNS TABLE (violations text[], data jsonb)
 AS 'MODULE_PATHNAME', 'pipeline_diverted'
 LANGUAGE C VOLATILE;
 REVOKE EXECUTE ON FUNCTION pipeline_diverted() FROM PUBLIC;
+
+CREATE FUNCTION pipeline_schedule(name text, cron text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pipeline_schedule'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_unschedule(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_unschedule'
+LANGUAGE C STRICT VOLATILE;
+
+/*
+ * Run every enabled pipeline the caller owns, upstream before downstream.
+ * A pipeline whose upstream failed in this pass is skipped, not run on
+ * stale input.
+ */
+CREATE FUNCTION pipeline_run_all()
+RETURNS SETOF pipeline.runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current text;
+    upstream_failed text;
+    blocked text[] := '{}';
+    r pipeline.runs;
+BEGIN
+    FOR current IN
+        WITH RECURSIVE depth(name, d) AS (
+            SELECT p.name, 0 FROM pipeline.pipelines p
+            UNION ALL
+            SELECT dep.downstream, depth.d + 1
+            FROM depth JOIN pipeline.dependencies dep ON dep.upstream = depth.name
+            WHERE depth.d < 1000)
+        SELECT depth.name
+        FROM depth JOIN pipeline.pipelines p ON p.name = depth.name
+        WHERE p.enabled
+        GROUP BY depth.name
+        ORDER BY max(depth.d), depth.name
+    LOOP
+        SELECT min(dep.upstream) INTO upstream_failed
+        FROM pipeline.dependencies dep
+        WHERE dep.downstream = current AND dep.upstream = ANY (blocked);
+        IF upstream_failed IS NOT NULL THEN
+            blocked := blocked || current;
+            r := NULL;
+            r.pipeline := current;
+            r.status := 'skipped';
+            r.error := format('upstream pipeline "%s" failed', upstream_failed);
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        r := pipeline_run(current);
+        IF r.status = 'failed' THEN
+            blocked := blocked || current;
+        END IF;
+        RETURN NEXT r;
+    END LOOP;
+END
+$$;
 
 /*
  * Process everything available in batch_size chunks, committing after each,

@@ -28,7 +28,7 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 #define PIPELINE_COLUMNS \
 	"name, owner::oid, source::oid, target::oid, transform, watermark::text, " \
 	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
-	"max_bad_fraction, max_bad_rows"
+	"max_bad_fraction, max_bad_rows, depends_on"
 
 Oid
 catalog_relid(void)
@@ -158,6 +158,8 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	p->max_bad_fraction = isnull ? -1 : DatumGetFloat8(d);
 	d = SPI_getbinval(tuple, desc, 15, &isnull);
 	p->max_bad_rows = isnull ? -1 : DatumGetInt64(d);
+	d = SPI_getbinval(tuple, desc, 16, &isnull);
+	p->depends_on = isnull ? NIL : name_array_to_list(d);
 	return p;
 }
 
@@ -218,8 +220,8 @@ open_owned_pipeline(const char *name)
 	return p;
 }
 
-/* The definition's columns as SPI arguments $1..$12, shared by insert and update. */
-#define DEFINITION_NARGS 12
+/* The definition's columns as SPI arguments $1..$13, shared by insert and update. */
+#define DEFINITION_NARGS 13
 
 static void
 definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
@@ -254,6 +256,9 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	values[10] = BoolGetDatum(p->enabled);
 	types[11] = TEXTOID;
 	values[11] = CStringGetTextDatum(p->search_path);
+	types[12] = TEXTARRAYOID;
+	values[12] = p->depends_on ? list_to_text_array(p->depends_on) : (Datum) 0;
+	nulls[12] = p->depends_on ? ' ' : 'n';
 }
 
 static void
@@ -293,9 +298,9 @@ catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 	nulls[DEFINITION_NARGS] = ' ';
 	run_catalog_statement("INSERT INTO pipeline.pipelines (name, owner, source, "
 						  "target, transform, watermark, mode, key, batch_size, "
-						  "lag, enabled, search_path, options) VALUES ($1, $2::regrole, "
-						  "$3::regclass, $4::regclass, $5, $6, $7, $8, $9, $10, "
-						  "$11, $12, $13)",
+						  "lag, enabled, search_path, depends_on, options) VALUES ($1, "
+						  "$2::regrole, $3::regclass, $4::regclass, $5, $6, $7, $8, $9, "
+						  "$10, $11, $12, $13, $14)",
 						  DEFINITION_NARGS + 1, types, values, nulls, 1);
 }
 
@@ -311,7 +316,7 @@ catalog_update_pipeline(const Pipeline *p)
 						  "source = $3::regclass, target = $4::regclass, "
 						  "transform = $5, watermark = $6, mode = $7, key = $8, "
 						  "batch_size = $9, lag = $10, enabled = $11, "
-						  "search_path = $12 WHERE name = $1",
+						  "search_path = $12, depends_on = $13 WHERE name = $1",
 						  DEFINITION_NARGS, types, values, nulls, 1);
 }
 
@@ -321,7 +326,12 @@ catalog_delete_pipeline(const char *name)
 	Oid			type = TEXTOID;
 	Datum		value = CStringGetTextDatum(name);
 
+	unschedule_dropped(name);
 	run_catalog_statement("DELETE FROM pipeline.runs WHERE pipeline = $1",
+						  1, &type, &value, NULL, -1);
+	run_catalog_statement("DELETE FROM pipeline.contract_rules WHERE pipeline = $1",
+						  1, &type, &value, NULL, -1);
+	run_catalog_statement("DELETE FROM pipeline.quarantine WHERE pipeline = $1",
 						  1, &type, &value, NULL, -1);
 	run_catalog_statement("DELETE FROM pipeline.pipelines WHERE name = $1",
 						  1, &type, &value, NULL, 1);

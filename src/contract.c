@@ -83,14 +83,17 @@ make_rule(const char *name, const char *kind, const char *column,
 	return r;
 }
 
-/* Run a catalog query with one jsonb or text argument. */
+/*
+ * Run a catalog query with one jsonb or text argument, with a fresh
+ * snapshot (not read-only), so it sees what this transaction wrote.
+ */
 static void
 query_with_arg(const char *sql, Oid type, Datum value)
 {
 	IdentityFrame frame;
 
 	identity_enter_catalog(&frame);
-	if (SPI_execute_with_args(sql, 1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "contract query failed: %s", sql);
 	identity_leave(&frame);
 }

@@ -89,6 +89,12 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 			invalid_option(p, key, "true or false");
 		p->enabled = strcmp(value, "true") == 0;
 	}
+	else if (strcmp(key, "depends_on") == 0)
+	{
+		if (!is_null && strcmp(jtype, "array") != 0)
+			invalid_option(p, key, "an array of pipeline names, or null");
+		p->depends_on = array;
+	}
 	else if (definition && strcmp(key, "transform") == 0)
 	{
 		if (!is_null && strcmp(jtype, "string") != 0)
@@ -112,8 +118,8 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized option \"%s\" for pipeline \"%s\"", key, p->name),
 				 errhint(definition ?
-						 "Valid options are batch_size, lag, enabled, transform, mode and key." :
-						 "Valid options are batch_size, lag and enabled.")));
+						 "Valid options are batch_size, lag, enabled, depends_on, transform, mode and key." :
+						 "Valid options are batch_size, lag, enabled and depends_on.")));
 }
 
 static void
@@ -328,6 +334,7 @@ pipeline_create(PG_FUNCTION_ARGS)
 	catalog_insert_pipeline(p, options ? options :
 							DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															   CStringGetDatum("{}"))));
+	check_dependencies(p);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -345,6 +352,7 @@ pipeline_alter(PG_FUNCTION_ARGS)
 		p->key = NIL;
 	validate_pipeline(p);
 	catalog_update_pipeline(p);
+	check_dependencies(p);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -69,6 +69,7 @@ typedef struct Pipeline
 	double		max_bad_fraction;	/* < 0: no limit */
 	int64		max_bad_rows;	/* < 0: no limit */
 	List	   *rules;			/* the contract's rules (Rule), when read */
+	List	   *depends_on;		/* names (String) of declared upstreams */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -102,6 +103,12 @@ extern LoadMode parse_load_mode(const char *mode);
 
 /* define.c: validation shared by create and alter */
 extern void validate_pipeline(Pipeline *p);
+
+/* depends.c: the DAG of pipelines */
+extern void check_dependencies(const Pipeline *p);
+
+/* schedule.c: pg_cron jobs */
+extern void unschedule_dropped(const char *name);
 
 /* contract.c: data contract rules */
 extern List *contract_read(const Pipeline *p);

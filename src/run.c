@@ -21,11 +21,13 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -240,6 +242,61 @@ record_run(const Pipeline *p, RunRecord *run)
 	identity_leave(&frame);
 }
 
+/* The status of the pipeline's last recorded run, NULL if none. */
+static char *
+last_status(const Pipeline *p)
+{
+	IdentityFrame frame;
+	Oid			type = TEXTOID;
+	Datum		name = CStringGetTextDatum(p->name);
+	char	   *status = NULL;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT status FROM pipeline.runs WHERE pipeline = $1 "
+							  "ORDER BY run_id DESC LIMIT 1", 1, &type, &name, NULL,
+							  true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the runs of pipeline \"%s\"", p->name);
+	if (SPI_processed > 0)
+		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	identity_leave(&frame);
+	return status;
+}
+
+/*
+ * NOTIFY pipeline_events, delivered when the run commits: on every failure,
+ * and on the first success after a failure (a recovery).
+ */
+static void
+alert(const Pipeline *p, const RunRecord *run, const char *previous)
+{
+	StringInfoData payload;
+	const char *event;
+
+	if (strcmp(run->status, "failed") == 0)
+		event = "failed";
+	else if (previous && strcmp(previous, "failed") == 0)
+		event = "recovered";
+	else
+		return;
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"pipeline\": ");
+	escape_json(&payload, p->name);
+	appendStringInfo(&payload, ", \"run_id\": " INT64_FORMAT ", \"status\": \"%s\", \"error\": ",
+					 run->run_id, event);
+	if (run->error)
+	{
+		/* a NOTIFY payload must stay under 8000 bytes */
+		char	   *error = pnstrdup(run->error, 2000);
+
+		escape_json(&payload, error);
+	}
+	else
+		appendStringInfoString(&payload, "null");
+	appendStringInfo(&payload, ", \"sqlstate\": %s}", run->sqlstate ?
+					 psprintf("\"%s\"", run->sqlstate) : "null");
+	Async_Notify("pipeline_events", payload.data);
+}
+
 Datum
 pipeline_run(PG_FUNCTION_ARGS)
 {
@@ -270,9 +327,12 @@ pipeline_run(PG_FUNCTION_ARGS)
 	/* An idle or disabled run leaves no history: cron ticks do not grow it. */
 	if (strcmp(run.status, "skipped") != 0)
 	{
+		char	   *previous = last_status(p);
+
 		if (strcmp(run.status, "succeeded") == 0)
 			catalog_set_watermark(p->name, run.range.to, true);
 		record_run(p, &run);
+		alert(p, &run, previous);
 	}
 
 	MemoryContextSwitchTo(callcontext);

@@ -1,0 +1,139 @@
+/*-------------------------------------------------------------------------
+ *
+ * schedule.c
+ *	  Scheduling through pg_cron: a job named "pipeline:<name>" that calls
+ *	  pipeline_run.
+ *
+ * The job is created as the pipeline's owner, so it shows in the owner's
+ * cron.job and runs as the owner; pipeline_run would switch to the owner
+ * anyway. pg_cron is optional: without it in this database these functions
+ * fail with a hint, and everything else works.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(pipeline_schedule);
+PG_FUNCTION_INFO_V1(pipeline_unschedule);
+
+static bool
+cron_installed(void)
+{
+	return OidIsValid(get_extension_oid("pg_cron", true));
+}
+
+static void
+require_cron(const char *name)
+{
+	if (!cron_installed())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot schedule pipeline \"%s\": pg_cron is not installed in database \"%s\"",
+						name, get_database_name(MyDatabaseId)),
+				 errhint("Install the package postgresql-15-cron, add pg_cron to shared_preload_libraries, "
+						 "set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron. "
+						 "Without it, call pipeline_run() from your own scheduler.")));
+}
+
+static char *
+job_name(const char *name)
+{
+	return psprintf("pipeline:%s", name);
+}
+
+static void
+store_schedule(const char *name, const char *cron)
+{
+	IdentityFrame frame;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(name), cron ? CStringGetTextDatum(cron) : (Datum) 0};
+	char		nulls[2] = {' ', cron ? ' ' : 'n'};
+
+	identity_enter_catalog(&frame);
+	SPI_execute_with_args("UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1",
+						  2, types, values, nulls, false, 0);
+	identity_leave(&frame);
+}
+
+/* pipeline_schedule(name, cron): create or change the job; returns its id. */
+Datum
+pipeline_schedule(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *cron = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Pipeline   *p;
+	IdentityFrame frame;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		jobid;
+
+	SPI_connect();
+	p = open_owned_pipeline(name);
+	require_cron(name);
+	values[0] = CStringGetTextDatum(job_name(name));
+	values[1] = CStringGetTextDatum(cron);
+	values[2] = CStringGetTextDatum(psprintf("SELECT pg_catalog.pipeline_run(%s)",
+											 quote_literal_cstr(name)));
+	identity_enter(&frame, p->owner, catalog_search_path);
+	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, types, values,
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cron.schedule failed for pipeline \"%s\"", name);
+	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	identity_leave(&frame);
+	store_schedule(name, cron);
+	SPI_finish();
+	PG_RETURN_INT64(jobid);
+}
+
+/* Remove the pipeline's jobs, as the catalog's owner (any job owner). */
+static uint64
+remove_jobs(const char *name)
+{
+	IdentityFrame frame;
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(job_name(name));
+	uint64		removed;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1",
+							  1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cron.unschedule failed for pipeline \"%s\"", name);
+	removed = SPI_processed;
+	identity_leave(&frame);
+	return removed;
+}
+
+Datum
+pipeline_unschedule(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	SPI_connect();
+	(void) open_owned_pipeline(name);
+	require_cron(name);
+	if (remove_jobs(name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" is not scheduled", name),
+				 errhint("See SELECT * FROM cron.job WHERE jobname = 'pipeline:%s'.", name)));
+	store_schedule(name, NULL);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* A dropped pipeline takes its job with it. */
+void
+unschedule_dropped(const char *name)
+{
+	if (cron_installed())
+		(void) remove_jobs(name);
+}

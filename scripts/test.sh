@@ -26,6 +26,8 @@ trap cleanup EXIT
 log "starting a throwaway test cluster (port $PORT)"
 start_cluster test "$PORT" "shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 16
 track_commit_timestamp = on" || exit 1
 export PGHOST="$WORK_BASE/test" PGPORT=$PORT PGUSER=postgres
 cd "$ROOT_DIR"

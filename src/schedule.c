@@ -4,10 +4,12 @@
  *	  Scheduling through pg_cron: a job named "pipeline:<name>" that calls
  *	  pipeline_run.
  *
- * The job is created as the pipeline's owner, so it shows in the owner's
- * cron.job and runs as the owner; pipeline_run would switch to the owner
- * anyway. pg_cron is optional: without it in this database these functions
- * fail with a hint, and everything else works.
+ * The job belongs to the role that calls pipeline_schedule (a member of the
+ * pipeline's owner): pg_cron connects as the job's user, which must be able
+ * to log in, and an owner is often a NOLOGIN group role. Whoever the job
+ * runs as, pipeline_run executes the pipeline as its owner. pg_cron is
+ * optional: without it in this database these functions fail with a hint,
+ * and everything else works.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,26 +71,22 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 {
 	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	const char *cron = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Pipeline   *p;
-	IdentityFrame frame;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	bool		isnull;
 	int64		jobid;
 
 	SPI_connect();
-	p = open_owned_pipeline(name);
+	(void) open_owned_pipeline(name);
 	require_cron(name);
 	values[0] = CStringGetTextDatum(job_name(name));
 	values[1] = CStringGetTextDatum(cron);
 	values[2] = CStringGetTextDatum(psprintf("SELECT pg_catalog.pipeline_run(%s)",
 											 quote_literal_cstr(name)));
-	identity_enter(&frame, p->owner, catalog_search_path);
 	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, types, values,
 							  NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cron.schedule failed for pipeline \"%s\"", name);
 	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	identity_leave(&frame);
 	store_schedule(name, cron);
 	SPI_finish();
 	PG_RETURN_INT64(jobid);

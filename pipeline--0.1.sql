@@ -33,6 +33,11 @@ CREATE TABLE pipeline.pipelines (
     options         jsonb       NOT NULL DEFAULT '{}',
     depends_on      text[],
     schedule        text,
+    retries         integer     NOT NULL DEFAULT 0 CHECK (retries >= 0),
+    retry_delay     interval    NOT NULL DEFAULT '5 minutes',
+    timeout         interval,
+    failures        integer     NOT NULL DEFAULT 0,
+    retry_at        timestamptz,
     max_bad_fraction float8     CHECK (max_bad_fraction BETWEEN 0 AND 1),
     max_bad_rows    bigint      CHECK (max_bad_rows >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -156,6 +161,8 @@ SELECT p.name AS pipeline,
        END AS state,
        p.enabled,
        p.schedule,
+       p.failures,
+       p.retry_at AS next_retry_at,
        p.last_watermark AS watermark,
        last.run_id AS last_run_id,
        last.status AS last_status,
@@ -233,10 +240,33 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'pipeline_reset'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION pipeline_run(name text)
+CREATE FUNCTION pipeline_run(name text, trigger text DEFAULT 'manual')
 RETURNS pipeline.runs
 AS 'MODULE_PATHNAME', 'pipeline_run'
 LANGUAGE C STRICT VOLATILE;
+
+/*
+ * Run the pipelines whose retry is due (a failed run with retries left, its
+ * backoff elapsed). Schedule it every minute, e.g.
+ * SELECT cron.schedule('pipeline-retries', '* * * * *', 'SELECT pipeline_run_due()').
+ */
+CREATE FUNCTION pipeline_run_due()
+RETURNS SETOF pipeline.runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    due text;
+BEGIN
+    FOR due IN
+        SELECT p.name FROM pipeline.pipelines p
+        WHERE p.enabled AND p.retry_at <= now()
+        ORDER BY p.retry_at, p.name
+    LOOP
+        RETURN NEXT pipeline_run(due, 'retry');
+    END LOOP;
+END
+$$;
 
 CREATE FUNCTION pipeline_explain(name text, plan boolean DEFAULT false)
 RETURNS SETOF text
@@ -340,7 +370,7 @@ BEGIN
             RETURN NEXT r;
             CONTINUE;
         END IF;
-        r := pipeline_run(current);
+        r := pipeline_run(current, 'run_all');
         IF r.status = 'failed' THEN
             blocked := blocked || current;
         END IF;

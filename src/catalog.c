@@ -28,7 +28,8 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 #define PIPELINE_COLUMNS \
 	"name, owner::oid, source::oid, target::oid, transform, watermark::text, " \
 	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
-	"max_bad_fraction, max_bad_rows, depends_on"
+	"max_bad_fraction, max_bad_rows, depends_on, retries, retry_delay::text, " \
+	"timeout::text, (extract(epoch FROM timeout) * 1000)::int8, failures"
 
 Oid
 catalog_relid(void)
@@ -160,6 +161,12 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	p->max_bad_rows = isnull ? -1 : DatumGetInt64(d);
 	d = SPI_getbinval(tuple, desc, 16, &isnull);
 	p->depends_on = isnull ? NIL : name_array_to_list(d);
+	p->retries = DatumGetInt32(SPI_getbinval(tuple, desc, 17, &isnull));
+	p->retry_delay = text_column(tuple, desc, 18);
+	p->timeout = text_column(tuple, desc, 19);
+	d = SPI_getbinval(tuple, desc, 20, &isnull);
+	p->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+	p->failures = DatumGetInt32(SPI_getbinval(tuple, desc, 21, &isnull));
 	return p;
 }
 
@@ -220,8 +227,8 @@ open_owned_pipeline(const char *name)
 	return p;
 }
 
-/* The definition's columns as SPI arguments $1..$13, shared by insert and update. */
-#define DEFINITION_NARGS 13
+/* The definition's columns as SPI arguments $1..$16, shared by insert and update. */
+#define DEFINITION_NARGS 16
 
 static void
 definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
@@ -259,6 +266,13 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	types[12] = TEXTARRAYOID;
 	values[12] = p->depends_on ? list_to_text_array(p->depends_on) : (Datum) 0;
 	nulls[12] = p->depends_on ? ' ' : 'n';
+	types[13] = INT4OID;
+	values[13] = Int32GetDatum(p->retries);
+	types[14] = TEXTOID;
+	values[14] = CStringGetTextDatum(p->retry_delay);
+	types[15] = TEXTOID;
+	values[15] = p->timeout ? CStringGetTextDatum(p->timeout) : (Datum) 0;
+	nulls[15] = p->timeout ? ' ' : 'n';
 }
 
 static void
@@ -298,9 +312,10 @@ catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 	nulls[DEFINITION_NARGS] = ' ';
 	run_catalog_statement("INSERT INTO pipeline.pipelines (name, owner, source, "
 						  "target, transform, watermark, mode, key, batch_size, "
-						  "lag, enabled, search_path, depends_on, options) VALUES ($1, "
-						  "$2::regrole, $3::regclass, $4::regclass, $5, $6, $7, $8, $9, "
-						  "$10, $11, $12, $13, $14)",
+						  "lag, enabled, search_path, depends_on, retries, retry_delay, "
+						  "timeout, options) VALUES ($1, $2::regrole, $3::regclass, "
+						  "$4::regclass, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+						  "$15::interval, $16::interval, $17)",
 						  DEFINITION_NARGS + 1, types, values, nulls, 1);
 }
 
@@ -316,7 +331,8 @@ catalog_update_pipeline(const Pipeline *p)
 						  "source = $3::regclass, target = $4::regclass, "
 						  "transform = $5, watermark = $6, mode = $7, key = $8, "
 						  "batch_size = $9, lag = $10, enabled = $11, "
-						  "search_path = $12, depends_on = $13 WHERE name = $1",
+						  "search_path = $12, depends_on = $13, retries = $14, "
+						  "retry_delay = $15::interval, timeout = $16::interval WHERE name = $1",
 						  DEFINITION_NARGS, types, values, nulls, 1);
 }
 
@@ -353,8 +369,26 @@ catalog_set_watermark(const char *name, const char *watermark, bool succeeded)
 	nulls[1] = watermark ? ' ' : 'n';
 	run_catalog_statement(succeeded ?
 						  "UPDATE pipeline.pipelines SET last_watermark = $2, "
-						  "last_success_at = pg_catalog.now() WHERE name = $1" :
+						  "last_success_at = pg_catalog.now(), failures = 0, retry_at = NULL "
+						  "WHERE name = $1" :
 						  "UPDATE pipeline.pipelines SET last_watermark = $2 "
 						  "WHERE name = $1",
 						  2, types, values, nulls, 1);
+}
+
+/*
+ * Count a failed run; while retries are left, the next one is due after
+ * retry_delay * 2^(failures so far): 5 minutes, 10, 20, ... Out of
+ * retries, retry_at is NULL and the failure stays in pipeline.status.
+ */
+void
+catalog_record_failure(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(name);
+
+	run_catalog_statement("UPDATE pipeline.pipelines SET failures = failures + 1, "
+						  "retry_at = CASE WHEN failures + 1 <= retries THEN "
+						  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
+						  "WHERE name = $1", 1, &type, &value, NULL, 1);
 }

@@ -89,6 +89,27 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 			invalid_option(p, key, "true or false");
 		p->enabled = strcmp(value, "true") == 0;
 	}
+	else if (strcmp(key, "retries") == 0)
+	{
+		char	   *end;
+		long		n = strtol(value ? value : "", &end, 10);
+
+		if (strcmp(jtype, "number") != 0 || *end != '\0' || n < 0 || n > 100)
+			invalid_option(p, key, "a whole number from 0 to 100");
+		p->retries = (int) n;
+	}
+	else if (strcmp(key, "retry_delay") == 0 || strcmp(key, "timeout") == 0)
+	{
+		bool		timeout = key[0] == 't';
+
+		if (strcmp(jtype, "string") != 0 && !(timeout && is_null))
+			invalid_option(p, key, timeout ? "an interval as a string, or null"
+						   : "an interval as a string");
+		if (timeout)
+			p->timeout = is_null ? NULL : pstrdup(value);
+		else
+			p->retry_delay = pstrdup(value);
+	}
 	else if (strcmp(key, "depends_on") == 0)
 	{
 		if (!is_null && strcmp(jtype, "array") != 0)
@@ -118,8 +139,8 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized option \"%s\" for pipeline \"%s\"", key, p->name),
 				 errhint(definition ?
-						 "Valid options are batch_size, lag, enabled, depends_on, transform, mode and key." :
-						 "Valid options are batch_size, lag, enabled and depends_on.")));
+						 "Valid options are batch_size, lag, enabled, depends_on, retries, retry_delay, timeout, transform, mode and key." :
+						 "Valid options are batch_size, lag, enabled, depends_on, retries, retry_delay and timeout.")));
 }
 
 static void
@@ -277,6 +298,33 @@ check_statements(const Pipeline *p)
 	identity_leave(&frame);
 }
 
+/* retry_delay must be an interval of zero or more, timeout a positive one. */
+static void
+check_interval(const Pipeline *p, const char *key, const char *value, bool positive)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(value);
+	bool		ok = false;
+
+	PG_TRY();
+	{
+		SPI_execute_with_args(positive ? "SELECT CAST($1 AS pg_catalog.interval) > '0'" :
+							  "SELECT CAST($1 AS pg_catalog.interval) >= '0'",
+							  1, &type, &arg, NULL, true, 1);
+		ok = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (!ok)
+		invalid_option(p, key, positive ? "a positive interval, such as \"5 minutes\""
+					   : "an interval of zero or more, such as \"5 minutes\"");
+}
+
 void
 validate_pipeline(Pipeline *p)
 {
@@ -288,6 +336,9 @@ validate_pipeline(Pipeline *p)
 	if (p->watermark)
 		check_watermark_column(p->source, p->watermark, source_name);
 	check_lag(p);
+	check_interval(p, "retry_delay", p->retry_delay, false);
+	if (p->timeout)
+		check_interval(p, "timeout", p->timeout, true);
 	check_key(p);
 	if (p->transform)
 		check_transform_syntax(p->transform, p->name);
@@ -325,6 +376,7 @@ pipeline_create(PG_FUNCTION_ARGS)
 	p->mode = parse_load_mode(mode);
 	p->key = PG_ARGISNULL(6) ? NIL : text_array_to_list(PG_GETARG_ARRAYTYPE_P(6));
 	p->enabled = true;
+	p->retry_delay = "5 minutes";
 	p->search_path = pstrdup(GetConfigOption("search_path", false, false));
 	options = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
 	if (options)

@@ -70,6 +70,11 @@ typedef struct Pipeline
 	int64		max_bad_rows;	/* < 0: no limit */
 	List	   *rules;			/* the contract's rules (Rule), when read */
 	List	   *depends_on;		/* names (String) of declared upstreams */
+	int			retries;		/* retries after a failed run */
+	char	   *retry_delay;	/* interval before the first retry, doubling */
+	char	   *timeout;		/* interval a run may take, NULL: no limit */
+	int64		timeout_ms;
+	int			failures;		/* failed runs since the last success */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -98,6 +103,7 @@ extern void catalog_update_pipeline(const Pipeline *p);
 extern void catalog_delete_pipeline(const char *name);
 extern void catalog_set_watermark(const char *name, const char *watermark,
 								  bool succeeded);
+extern void catalog_record_failure(const char *name);
 extern const char *load_mode_name(LoadMode mode);
 extern LoadMode parse_load_mode(const char *mode);
 

@@ -26,10 +26,12 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pipeline_run);
@@ -47,6 +49,8 @@ typedef struct RunRecord
 	char	   *error;
 	char	   *sqlstate;
 	char	   *rule_failures;	/* jsonb text, NULL when no rule broke */
+	const char *trigger;		/* manual, cron, retry, run_all */
+	int			attempt;		/* 1 + failed runs since the last success */
 } RunRecord;
 
 /* Columns of pipeline.runs, in order. */
@@ -114,6 +118,41 @@ do_run(Pipeline *p, RunRecord *run)
 }
 
 /*
+ * The pipeline's timeout: a timer of our own (statement_timeout is armed by
+ * the top-level statement, not by us) that cancels the run like a query
+ * cancel; run_guarded tells the two apart by this flag.
+ */
+static TimeoutId run_timeout_id = MAX_TIMEOUTS;
+static volatile sig_atomic_t run_timed_out = false;
+
+static void
+run_timeout_handler(void)
+{
+	run_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+arm_timeout(const Pipeline *p)
+{
+	run_timed_out = false;
+	if (p->timeout_ms <= 0)
+		return;
+	if (run_timeout_id == MAX_TIMEOUTS)
+		run_timeout_id = RegisterTimeout(USER_TIMEOUT, run_timeout_handler);
+	enable_timeout_after(run_timeout_id, (int) Min(p->timeout_ms, INT_MAX));
+}
+
+static void
+disarm_timeout(void)
+{
+	if (run_timeout_id != MAX_TIMEOUTS)
+		disable_timeout(run_timeout_id, false);
+}
+
+/*
  * Run do_run in a subtransaction, as PL/pgSQL does for a block with an
  * EXCEPTION clause; on error, roll it back and keep the error for the run
  * row.
@@ -129,7 +168,9 @@ run_guarded(Pipeline *p, RunRecord *run)
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
+		arm_timeout(p);
 		do_run(p, run);
+		disarm_timeout();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -140,7 +181,10 @@ run_guarded(Pipeline *p, RunRecord *run)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		bool		timed_out;
 
+		disarm_timeout();
+		timed_out = run_timed_out;
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -150,15 +194,17 @@ run_guarded(Pipeline *p, RunRecord *run)
 		run->rule_failures = route_rule_counts(0);
 		route_end();
 
-		/* a cancel or a shutdown is not a failed run: let it through */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		/* a user's cancel or a shutdown is not a failed run: let it through */
+		if ((edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out) ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 			ReThrowError(edata);
 
 		run->status = "failed";
 		run->counts.rows_read = run->counts.rows_loaded = 0;
 		run->counts.rows_quarantined = 0;
-		run->error = edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
+		run->error = timed_out ?
+			psprintf("pipeline \"%s\" exceeded its timeout of %s", p->name, p->timeout) :
+			edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
 		run->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
 		FreeErrorData(edata);
 	}
@@ -183,8 +229,8 @@ run_tuple(TupleDesc desc, const Pipeline *p, const RunRecord *run)
 	nulls[RUN_ID] = run->run_id == 0;
 	values[RUN_PIPELINE] = CStringGetTextDatum(p->name);
 	values[RUN_OWNER] = ObjectIdGetDatum(p->owner);
-	values[RUN_TRIGGER] = CStringGetTextDatum("manual");
-	values[RUN_ATTEMPT] = Int32GetDatum(1);
+	values[RUN_TRIGGER] = CStringGetTextDatum(run->trigger);
+	values[RUN_ATTEMPT] = Int32GetDatum(run->attempt);
 	values[RUN_STATUS] = CStringGetTextDatum(run->status);
 	values[RUN_ROWS_READ] = Int64GetDatum(run->counts.rows_read);
 	values[RUN_ROWS_LOADED] = Int64GetDatum(run->counts.rows_loaded);
@@ -207,11 +253,11 @@ static void
 record_run(const Pipeline *p, RunRecord *run)
 {
 	IdentityFrame frame;
-	Oid			types[13] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
-	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[13];
-	bool		isnull[13] = {false};
-	char		nulls[13];
+	Oid			types[15] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
+	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[15];
+	bool		isnull[15] = {false};
+	char		nulls[15];
 
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = ObjectIdGetDatum(p->owner);
@@ -226,7 +272,9 @@ record_run(const Pipeline *p, RunRecord *run)
 	values[10] = Int64GetDatum(run->run_id ? run->run_id : next_run_id());
 	values[11] = Int64GetDatum(run->counts.rows_quarantined);
 	values[12] = nullable_text(run->rule_failures, &isnull[12]);
-	for (int i = 0; i < 13; i++)
+	values[13] = CStringGetTextDatum(run->trigger);
+	values[14] = Int32GetDatum(run->attempt);
+	for (int i = 0; i < 15; i++)
 		nulls[i] = isnull[i] ? 'n' : ' ';
 	run->run_id = DatumGetInt64(values[10]);
 
@@ -234,10 +282,11 @@ record_run(const Pipeline *p, RunRecord *run)
 	if (SPI_execute_with_args("INSERT INTO pipeline.runs (pipeline, owner, status, "
 							  "rows_read, rows_loaded, watermark_from, watermark_to, "
 							  "started_at, finished_at, error, sqlstate, run_id, "
-							  "rows_quarantined, rule_failures) VALUES "
+							  "rows_quarantined, rule_failures, trigger, attempt) VALUES "
 							  "($1, $2::regrole, $3, $4, $5, $6, $7, $8, "
-							  "pg_catalog.clock_timestamp(), $9, $10, $11, $12, $13::pg_catalog.jsonb)",
-							  13, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "pg_catalog.clock_timestamp(), $9, $10, $11, $12, $13::pg_catalog.jsonb, "
+							  "$14, $15)",
+							  15, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record run of pipeline \"%s\"", p->name);
 	identity_leave(&frame);
 }
@@ -307,6 +356,8 @@ pipeline_run(PG_FUNCTION_ARGS)
 	Pipeline   *p;
 	HeapTuple	result;
 
+	run.trigger = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pipeline_run must return a composite type");
 	check_isolation(name);
@@ -317,6 +368,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 	check_pipeline_owner(p);
 
 	run.started_at = GetCurrentTimestamp();
+	run.attempt = p->failures + 1;
 	run.range.from = run.range.to = p->last_watermark;
 	if (!p->enabled)
 		run.status = "skipped";
@@ -331,6 +383,8 @@ pipeline_run(PG_FUNCTION_ARGS)
 
 		if (strcmp(run.status, "succeeded") == 0)
 			catalog_set_watermark(p->name, run.range.to, true);
+		else
+			catalog_record_failure(p->name);
 		record_run(p, &run);
 		alert(p, &run, previous);
 	}

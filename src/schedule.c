@@ -81,7 +81,7 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 	require_cron(name);
 	values[0] = CStringGetTextDatum(job_name(name));
 	values[1] = CStringGetTextDatum(cron);
-	values[2] = CStringGetTextDatum(psprintf("SELECT pg_catalog.pipeline_run(%s)",
+	values[2] = CStringGetTextDatum(psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')",
 											 quote_literal_cstr(name)));
 	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, types, values,
 							  NULL, false, 1) != SPI_OK_SELECT)

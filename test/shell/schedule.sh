@@ -27,7 +27,7 @@ SQL
 jobid=$(qp "SELECT pipeline_schedule('tick', '0 3 * * *')")
 ok $([ -n "$jobid" ]; echo $?) "pipeline_schedule returns the cron job id ($jobid)"
 is "$(qp "SELECT jobname || '|' || schedule || '|' || command || '|' || username FROM cron.job")" \
-  "pipeline:tick|0 3 * * *|SELECT pg_catalog.pipeline_run('tick')|postgres" \
+  "pipeline:tick|0 3 * * *|SELECT pg_catalog.pipeline_run('tick', 'cron')|postgres" \
   "one job named pipeline:tick calls pipeline_run, owned by the role that scheduled it"
 qp "SELECT pipeline_schedule('tick', '* * * * *')" >/dev/null
 is "$(qp "SELECT count(*) || '|' || min(schedule) FROM cron.job")" "1|* * * * *" \
@@ -45,8 +45,8 @@ done
 is "$loaded" 5 "within a minute the cron job ran the pipeline"
 is "$(qp "SELECT string_agg(DISTINCT status, ',') FROM cron.job_run_details")" "succeeded" \
   "cron.job_run_details records the job as succeeded"
-is "$(qp "SELECT count(*) FROM pipeline.runs WHERE pipeline = 'tick' AND status = 'succeeded'")" 1 \
-  "pipeline.runs has the run, once"
+is "$(qp "SELECT count(*) || ' ' || min(trigger) FROM pipeline.runs WHERE pipeline = 'tick' AND status = 'succeeded'")" "1 cron" \
+  "pipeline.runs has the run, once, triggered by cron"
 is "$(qp "SELECT string_agg(DISTINCT who, ',') FROM tick_dst")" "sched_owner" \
   "the scheduled run executed as the pipeline's owner, not as the job's user"
 

@@ -38,6 +38,8 @@ CREATE TABLE pipeline.pipelines (
     timeout         interval,
     failures        integer     NOT NULL DEFAULT 0,
     retry_at        timestamptz,
+    cascade         boolean     NOT NULL DEFAULT false,
+    queued_at       timestamptz,
     max_bad_fraction float8     CHECK (max_bad_fraction BETWEEN 0 AND 1),
     max_bad_rows    bigint      CHECK (max_bad_rows >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -163,6 +165,7 @@ SELECT p.name AS pipeline,
        p.schedule,
        p.failures,
        p.retry_at AS next_retry_at,
+       p.queued_at,
        p.last_watermark AS watermark,
        last.run_id AS last_run_id,
        last.status AS last_status,
@@ -246,9 +249,10 @@ AS 'MODULE_PATHNAME', 'pipeline_run'
 LANGUAGE C STRICT VOLATILE;
 
 /*
- * Run the pipelines whose retry is due (a failed run with retries left, its
- * backoff elapsed). Schedule it every minute, e.g.
- * SELECT cron.schedule('pipeline-retries', '* * * * *', 'SELECT pipeline_run_due()').
+ * Run the pipelines that are due: queued by an upstream run (option
+ * cascade), or failed with retries left and their backoff elapsed. Upstream
+ * first. Schedule it every minute, e.g.
+ * SELECT cron.schedule('pipeline-due', '* * * * *', 'SELECT pipeline_run_due()').
  */
 CREATE FUNCTION pipeline_run_due()
 RETURNS SETOF pipeline.runs
@@ -256,14 +260,22 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    due text;
+    due record;
 BEGIN
     FOR due IN
-        SELECT p.name FROM pipeline.pipelines p
-        WHERE p.enabled AND p.retry_at <= now()
-        ORDER BY p.retry_at, p.name
+        WITH RECURSIVE depth(name, d) AS (
+            SELECT p.name, 0 FROM pipeline.pipelines p
+            UNION ALL
+            SELECT dep.downstream, depth.d + 1
+            FROM depth JOIN pipeline.dependencies dep ON dep.upstream = depth.name
+            WHERE depth.d < 1000)
+        SELECT p.name, p.queued_at IS NOT NULL AS queued
+        FROM pipeline.pipelines p JOIN depth ON depth.name = p.name
+        WHERE p.enabled AND (p.queued_at IS NOT NULL OR p.retry_at <= now())
+        GROUP BY p.name, p.queued_at
+        ORDER BY max(depth.d), p.name
     LOOP
-        RETURN NEXT pipeline_run(due, 'retry');
+        RETURN NEXT pipeline_run(due.name, CASE WHEN due.queued THEN 'cascade' ELSE 'retry' END);
     END LOOP;
 END
 $$;

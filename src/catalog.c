@@ -29,7 +29,8 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 	"name, owner::oid, source::oid, target::oid, transform, watermark::text, " \
 	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
 	"max_bad_fraction, max_bad_rows, depends_on, retries, retry_delay::text, " \
-	"timeout::text, (extract(epoch FROM timeout) * 1000)::int8, failures"
+	"timeout::text, (extract(epoch FROM timeout) * 1000)::int8, failures, " \
+	"cascade, queued_at IS NOT NULL"
 
 Oid
 catalog_relid(void)
@@ -167,6 +168,8 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	d = SPI_getbinval(tuple, desc, 20, &isnull);
 	p->timeout_ms = isnull ? 0 : DatumGetInt64(d);
 	p->failures = DatumGetInt32(SPI_getbinval(tuple, desc, 21, &isnull));
+	p->cascade = DatumGetBool(SPI_getbinval(tuple, desc, 22, &isnull));
+	p->queued = DatumGetBool(SPI_getbinval(tuple, desc, 23, &isnull));
 	return p;
 }
 
@@ -227,8 +230,8 @@ open_owned_pipeline(const char *name)
 	return p;
 }
 
-/* The definition's columns as SPI arguments $1..$16, shared by insert and update. */
-#define DEFINITION_NARGS 16
+/* The definition's columns as SPI arguments $1..$17, shared by insert and update. */
+#define DEFINITION_NARGS 17
 
 static void
 definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
@@ -273,6 +276,8 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	types[15] = TEXTOID;
 	values[15] = p->timeout ? CStringGetTextDatum(p->timeout) : (Datum) 0;
 	nulls[15] = p->timeout ? ' ' : 'n';
+	types[16] = BOOLOID;
+	values[16] = BoolGetDatum(p->cascade);
 }
 
 static void
@@ -313,9 +318,9 @@ catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 	run_catalog_statement("INSERT INTO pipeline.pipelines (name, owner, source, "
 						  "target, transform, watermark, mode, key, batch_size, "
 						  "lag, enabled, search_path, depends_on, retries, retry_delay, "
-						  "timeout, options) VALUES ($1, $2::regrole, $3::regclass, "
+						  "timeout, cascade, options) VALUES ($1, $2::regrole, $3::regclass, "
 						  "$4::regclass, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-						  "$15::interval, $16::interval, $17)",
+						  "$15::interval, $16::interval, $17, $18)",
 						  DEFINITION_NARGS + 1, types, values, nulls, 1);
 }
 
@@ -332,7 +337,8 @@ catalog_update_pipeline(const Pipeline *p)
 						  "transform = $5, watermark = $6, mode = $7, key = $8, "
 						  "batch_size = $9, lag = $10, enabled = $11, "
 						  "search_path = $12, depends_on = $13, retries = $14, "
-						  "retry_delay = $15::interval, timeout = $16::interval WHERE name = $1",
+						  "retry_delay = $15::interval, timeout = $16::interval, "
+						  "cascade = $17 WHERE name = $1",
 						  DEFINITION_NARGS, types, values, nulls, 1);
 }
 
@@ -391,4 +397,30 @@ catalog_record_failure(const char *name)
 						  "retry_at = CASE WHEN failures + 1 <= retries THEN "
 						  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
 						  "WHERE name = $1", 1, &type, &value, NULL, 1);
+}
+
+/* The pipeline ran: an upstream's request to run it is served. */
+void
+catalog_dequeue(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(name);
+
+	run_catalog_statement("UPDATE pipeline.pipelines SET queued_at = NULL WHERE name = $1",
+						  1, &type, &value, NULL, 1);
+}
+
+/*
+ * Option cascade: a run that loaded rows queues its downstream pipelines,
+ * in its own transaction, for pipeline_run_due().
+ */
+void
+catalog_queue_downstream(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(name);
+
+	run_catalog_statement("UPDATE pipeline.pipelines SET queued_at = coalesce(queued_at, pg_catalog.now()) "
+						  "WHERE name IN (SELECT downstream FROM pipeline.dependencies WHERE upstream = $1)",
+						  1, &type, &value, NULL, -1);
 }

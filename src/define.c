@@ -83,11 +83,14 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 			invalid_option(p, key, "an interval or a number, as a string");
 		p->lag = is_null ? NULL : pstrdup(value);
 	}
-	else if (strcmp(key, "enabled") == 0)
+	else if (strcmp(key, "enabled") == 0 || strcmp(key, "cascade") == 0)
 	{
 		if (strcmp(jtype, "boolean") != 0)
 			invalid_option(p, key, "true or false");
-		p->enabled = strcmp(value, "true") == 0;
+		if (key[0] == 'e')
+			p->enabled = strcmp(value, "true") == 0;
+		else
+			p->cascade = strcmp(value, "true") == 0;
 	}
 	else if (strcmp(key, "retries") == 0)
 	{
@@ -139,8 +142,8 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized option \"%s\" for pipeline \"%s\"", key, p->name),
 				 errhint(definition ?
-						 "Valid options are batch_size, lag, enabled, depends_on, retries, retry_delay, timeout, transform, mode and key." :
-						 "Valid options are batch_size, lag, enabled, depends_on, retries, retry_delay and timeout.")));
+						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay, timeout, transform, mode and key." :
+						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay and timeout.")));
 }
 
 static void

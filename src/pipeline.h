@@ -75,6 +75,8 @@ typedef struct Pipeline
 	char	   *timeout;		/* interval a run may take, NULL: no limit */
 	int64		timeout_ms;
 	int			failures;		/* failed runs since the last success */
+	bool		cascade;		/* a run that loads rows queues downstream */
+	bool		queued;			/* an upstream run queued this one */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -104,6 +106,8 @@ extern void catalog_delete_pipeline(const char *name);
 extern void catalog_set_watermark(const char *name, const char *watermark,
 								  bool succeeded);
 extern void catalog_record_failure(const char *name);
+extern void catalog_dequeue(const char *name);
+extern void catalog_queue_downstream(const char *name);
 extern const char *load_mode_name(LoadMode mode);
 extern LoadMode parse_load_mode(const char *mode);
 

@@ -376,6 +376,12 @@ pipeline_run(PG_FUNCTION_ARGS)
 		run_guarded(p, &run);
 	run.finished_at = GetCurrentTimestamp();
 
+	if (p->queued)
+		catalog_dequeue(p->name);
+	if (p->cascade && strcmp(run.status, "succeeded") == 0 &&
+		run.counts.rows_loaded > 0)
+		catalog_queue_downstream(p->name);
+
 	/* An idle or disabled run leaves no history: cron ticks do not grow it. */
 	if (strcmp(run.status, "skipped") != 0)
 	{

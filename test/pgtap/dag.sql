@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(13);
+SELECT plan(18);
 
 CREATE TABLE raw (id serial PRIMARY KEY, v int);
 CREATE TABLE stage (id int, v int);
@@ -42,6 +42,19 @@ SELECT throws_ok($$ SELECT pipeline_alter('to_stage', '{"depends_on": ["nope"]}'
   '42704', NULL, 'an unknown upstream is refused');
 SELECT throws_ok($$ SELECT pipeline_alter('to_stage', '{"depends_on": "to_mart"}') $$,
   '22023', NULL, 'depends_on must be an array');
+
+-- cascade: a run that loads rows queues its downstream for pipeline_run_due
+SELECT pipeline_alter('to_stage', '{"cascade": true}');
+SELECT is((SELECT count(*) FROM pipeline_run_due()), 0::bigint, 'nothing is due before any run queues it');
+INSERT INTO raw (v) VALUES (11);
+SELECT pipeline_run('to_stage');
+SELECT is((SELECT queued_at IS NOT NULL FROM pipeline.status WHERE pipeline = 'to_mart'), true,
+  'the upstream run queued its downstream');
+SELECT results_eq($$ SELECT pipeline, status, trigger FROM pipeline_run_due() $$,
+  $$ VALUES ('to_mart', 'succeeded', 'cascade') $$, 'pipeline_run_due runs it, with trigger cascade');
+SELECT is((SELECT n FROM mart), 11::bigint, 'and it saw the new row');
+SELECT pipeline_run('to_stage');
+SELECT is((SELECT count(*) FROM pipeline_run_due()), 0::bigint, 'an idle upstream run queues nothing');
 
 -- a failed upstream: its downstream is skipped in the same pass
 ALTER TABLE stage ADD CONSTRAINT small CHECK (v < 100);

@@ -10,6 +10,7 @@ OBJS = \
 	src/quarantine.o \
 	src/depends.o \
 	src/schedule.o \
+	src/worker.o \
 	src/extract.o \
 	src/transform.o \
 	src/load.o \

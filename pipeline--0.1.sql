@@ -40,6 +40,9 @@ CREATE TABLE pipeline.pipelines (
     retry_at        timestamptz,
     cascade         boolean     NOT NULL DEFAULT false,
     queued_at       timestamptz,
+    continuous      boolean     NOT NULL DEFAULT false,
+    poll_interval   interval    NOT NULL DEFAULT '1 second'
+                    CHECK (poll_interval >= '100 milliseconds'),
     max_bad_fraction float8     CHECK (max_bad_fraction BETWEEN 0 AND 1),
     max_bad_rows    bigint      CHECK (max_bad_rows >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),

@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
 	"max_bad_fraction, max_bad_rows, depends_on, retries, retry_delay::text, " \
 	"timeout::text, (extract(epoch FROM timeout) * 1000)::int8, failures, " \
-	"cascade, queued_at IS NOT NULL"
+	"cascade, queued_at IS NOT NULL, continuous, poll_interval::text"
 
 Oid
 catalog_relid(void)
@@ -170,6 +170,8 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	p->failures = DatumGetInt32(SPI_getbinval(tuple, desc, 21, &isnull));
 	p->cascade = DatumGetBool(SPI_getbinval(tuple, desc, 22, &isnull));
 	p->queued = DatumGetBool(SPI_getbinval(tuple, desc, 23, &isnull));
+	p->continuous = DatumGetBool(SPI_getbinval(tuple, desc, 24, &isnull));
+	p->poll_interval = text_column(tuple, desc, 25);
 	return p;
 }
 
@@ -230,8 +232,8 @@ open_owned_pipeline(const char *name)
 	return p;
 }
 
-/* The definition's columns as SPI arguments $1..$17, shared by insert and update. */
-#define DEFINITION_NARGS 17
+/* The definition's columns as SPI arguments $1..$19, shared by insert and update. */
+#define DEFINITION_NARGS 19
 
 static void
 definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
@@ -278,6 +280,10 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	nulls[15] = p->timeout ? ' ' : 'n';
 	types[16] = BOOLOID;
 	values[16] = BoolGetDatum(p->cascade);
+	types[17] = BOOLOID;
+	values[17] = BoolGetDatum(p->continuous);
+	types[18] = TEXTOID;
+	values[18] = CStringGetTextDatum(p->poll_interval);
 }
 
 static void
@@ -318,9 +324,10 @@ catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 	run_catalog_statement("INSERT INTO pipeline.pipelines (name, owner, source, "
 						  "target, transform, watermark, mode, key, batch_size, "
 						  "lag, enabled, search_path, depends_on, retries, retry_delay, "
-						  "timeout, cascade, options) VALUES ($1, $2::regrole, $3::regclass, "
-						  "$4::regclass, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-						  "$15::interval, $16::interval, $17, $18)",
+						  "timeout, cascade, continuous, poll_interval, options) VALUES ($1, "
+						  "$2::regrole, $3::regclass, $4::regclass, $5, $6, $7, $8, $9, $10, "
+						  "$11, $12, $13, $14, $15::interval, $16::interval, $17, $18, "
+						  "$19::interval, $20)",
 						  DEFINITION_NARGS + 1, types, values, nulls, 1);
 }
 
@@ -338,7 +345,8 @@ catalog_update_pipeline(const Pipeline *p)
 						  "batch_size = $9, lag = $10, enabled = $11, "
 						  "search_path = $12, depends_on = $13, retries = $14, "
 						  "retry_delay = $15::interval, timeout = $16::interval, "
-						  "cascade = $17 WHERE name = $1",
+						  "cascade = $17, continuous = $18, poll_interval = $19::interval "
+						  "WHERE name = $1",
 						  DEFINITION_NARGS, types, values, nulls, 1);
 }
 

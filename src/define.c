@@ -83,14 +83,26 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 			invalid_option(p, key, "an interval or a number, as a string");
 		p->lag = is_null ? NULL : pstrdup(value);
 	}
-	else if (strcmp(key, "enabled") == 0 || strcmp(key, "cascade") == 0)
+	else if (strcmp(key, "enabled") == 0 || strcmp(key, "cascade") == 0 ||
+			 strcmp(key, "continuous") == 0)
 	{
+		bool		on;
+
 		if (strcmp(jtype, "boolean") != 0)
 			invalid_option(p, key, "true or false");
+		on = strcmp(value, "true") == 0;
 		if (key[0] == 'e')
-			p->enabled = strcmp(value, "true") == 0;
+			p->enabled = on;
+		else if (key[1] == 'a')
+			p->cascade = on;
 		else
-			p->cascade = strcmp(value, "true") == 0;
+			p->continuous = on;
+	}
+	else if (strcmp(key, "poll_interval") == 0)
+	{
+		if (strcmp(jtype, "string") != 0)
+			invalid_option(p, key, "an interval as a string, at least \"100 milliseconds\"");
+		p->poll_interval = pstrdup(value);
 	}
 	else if (strcmp(key, "retries") == 0)
 	{
@@ -142,8 +154,8 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized option \"%s\" for pipeline \"%s\"", key, p->name),
 				 errhint(definition ?
-						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay, timeout, transform, mode and key." :
-						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay and timeout.")));
+						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay, timeout, continuous, poll_interval, transform, mode and key." :
+						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay, timeout, continuous and poll_interval.")));
 }
 
 static void
@@ -301,9 +313,12 @@ check_statements(const Pipeline *p)
 	identity_leave(&frame);
 }
 
-/* retry_delay must be an interval of zero or more, timeout a positive one. */
+/*
+ * retry_delay must be an interval of zero or more, timeout a positive one,
+ * poll_interval at least 100 milliseconds.
+ */
 static void
-check_interval(const Pipeline *p, const char *key, const char *value, bool positive)
+check_interval(const Pipeline *p, const char *key, const char *value, const char *minimum)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	Oid			type = TEXTOID;
@@ -312,9 +327,8 @@ check_interval(const Pipeline *p, const char *key, const char *value, bool posit
 
 	PG_TRY();
 	{
-		SPI_execute_with_args(positive ? "SELECT CAST($1 AS pg_catalog.interval) > '0'" :
-							  "SELECT CAST($1 AS pg_catalog.interval) >= '0'",
-							  1, &type, &arg, NULL, true, 1);
+		SPI_execute_with_args(psprintf("SELECT CAST($1 AS pg_catalog.interval) %s",
+									   minimum), 1, &type, &arg, NULL, true, 1);
 		ok = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
 	}
 	PG_CATCH();
@@ -324,8 +338,7 @@ check_interval(const Pipeline *p, const char *key, const char *value, bool posit
 	}
 	PG_END_TRY();
 	if (!ok)
-		invalid_option(p, key, positive ? "a positive interval, such as \"5 minutes\""
-					   : "an interval of zero or more, such as \"5 minutes\"");
+		invalid_option(p, key, psprintf("an interval %s, such as \"5 minutes\"", minimum));
 }
 
 void
@@ -339,9 +352,10 @@ validate_pipeline(Pipeline *p)
 	if (p->watermark)
 		check_watermark_column(p->source, p->watermark, source_name);
 	check_lag(p);
-	check_interval(p, "retry_delay", p->retry_delay, false);
+	check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
 	if (p->timeout)
-		check_interval(p, "timeout", p->timeout, true);
+		check_interval(p, "timeout", p->timeout, "> '0'");
+	check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
 	check_key(p);
 	if (p->transform)
 		check_transform_syntax(p->transform, p->name);
@@ -380,6 +394,7 @@ pipeline_create(PG_FUNCTION_ARGS)
 	p->key = PG_ARGISNULL(6) ? NIL : text_array_to_list(PG_GETARG_ARRAYTYPE_P(6));
 	p->enabled = true;
 	p->retry_delay = "5 minutes";
+	p->poll_interval = "1 second";
 	p->search_path = pstrdup(GetConfigOption("search_path", false, false));
 	options = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
 	if (options)

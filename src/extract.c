@@ -30,6 +30,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
 
@@ -284,11 +285,57 @@ wait_for_writers(Oid source)
 		WaitForLockersMultiple(locktags, ShareLock, false);
 }
 
-/* Run a one-row, one-column query; NULL when there is no row or a NULL. */
-static char *
-single_value(const char *sql, const char *arg1, const char *arg2)
+/*
+ * Prepared watermark queries, by their text, for the life of the backend:
+ * an idle run (cron ticks, worker polls) is two of them and a catalog read,
+ * so it must not parse and plan each time. The plan cache revalidates them
+ * after DDL; the text names the source, column and type, so pipelines do
+ * not share entries by accident.
+ */
+typedef struct CachedQuery
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+} CachedQuery;
+
+static List *cached_queries = NIL;
+
+static SPIPlanPtr
+prepared(const char *sql)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
+	ListCell   *lc;
+	CachedQuery *q;
+	SPIPlanPtr	plan;
+	MemoryContext old;
+
+	foreach(lc, cached_queries)
+	{
+		q = lfirst(lc);
+		if (strcmp(q->sql, sql) == 0)
+			return q->plan;
+	}
+	plan = SPI_prepare(sql, 2, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	q = palloc(sizeof(CachedQuery));
+	q->sql = pstrdup(sql);
+	q->plan = plan;
+	cached_queries = lappend(cached_queries, q);
+	MemoryContextSwitchTo(old);
+	return plan;
+}
+
+/*
+ * Run a one-row watermark query with text parameters $1 and $2; the row
+ * stays in SPI_tuptable. False when there is no row.
+ */
+static bool
+watermark_query(const char *sql, const char *arg1, const char *arg2)
+{
 	Datum		values[2];
 	char		nulls[2];
 
@@ -296,17 +343,16 @@ single_value(const char *sql, const char *arg1, const char *arg2)
 	nulls[0] = arg1 ? ' ' : 'n';
 	values[1] = arg2 ? CStringGetTextDatum(arg2) : (Datum) 0;
 	nulls[1] = arg2 ? ' ' : 'n';
-	if (SPI_execute_with_args(sql, 2, types, values, nulls, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(prepared(sql), values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "watermark query failed: %s", sql);
-	if (SPI_processed == 0)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return SPI_processed > 0;
 }
 
 /*
  * The highest watermark a run may take now: max(column), held back by the
- * lag if one is set. Returned as text in ISO style, which reads back the
- * same whatever the session's DateStyle.
+ * lag ($1) if one is set, as text in ISO style, which reads back the same
+ * whatever the session's DateStyle; and whether it is above the last one
+ * ($2), in the same query. Returns NULL when nothing is new.
  */
 static char *
 high_watermark(const Pipeline *p, const char *column, const char *source,
@@ -314,31 +360,35 @@ high_watermark(const Pipeline *p, const char *column, const char *source,
 {
 	StringInfoData sql;
 	Oid			wmtype = watermark_type(p);
+	bool		isnull;
+	char	   *high;
 
 	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT h::pg_catalog.text, h OPERATOR(pg_catalog.>) "
+						   "CAST($2 AS ");
+	appendStringInfo(&sql, "%s) FROM (SELECT ", type);
 	if (p->lag == NULL)
-		appendStringInfo(&sql, "SELECT pg_catalog.max(%s)::pg_catalog.text FROM %s",
-						 column, source);
+		appendStringInfo(&sql, "pg_catalog.max(%s)", column);
 	else if (watermark_kind(wmtype) == WATERMARK_TIME)
-		appendStringInfo(&sql,
-						 "SELECT LEAST(pg_catalog.max(%s), CAST(pg_catalog.now() "
-						 "OPERATOR(pg_catalog.-) CAST($1 AS %s) AS %s))::pg_catalog.text FROM %s",
-						 column, lag_type(wmtype), type, source);
+		appendStringInfo(&sql, "LEAST(pg_catalog.max(%s), CAST(pg_catalog.now() "
+						 "OPERATOR(pg_catalog.-) CAST($1 AS %s) AS %s))",
+						 column, lag_type(wmtype), type);
 	else
-		appendStringInfo(&sql,
-						 "SELECT CAST(pg_catalog.max(%s) OPERATOR(pg_catalog.-) "
-						 "CAST($1 AS %s) AS %s)::pg_catalog.text FROM %s",
-						 column, lag_type(wmtype), type, source);
-	return single_value(sql.data, p->lag, NULL);
-}
+		appendStringInfo(&sql, "CAST(pg_catalog.max(%s) OPERATOR(pg_catalog.-) "
+						 "CAST($1 AS %s) AS %s)", column, lag_type(wmtype), type);
+	appendStringInfo(&sql, " AS h FROM %s) AS m", source);
 
-static bool
-watermark_le(const char *a, const char *b, const char *type)
-{
-	char	   *sql = psprintf("SELECT CAST($1 AS %s) OPERATOR(pg_catalog.<=) CAST($2 AS %s)",
-							   type, type);
-
-	return strcmp(single_value(sql, a, b), "t") == 0;
+	if (!watermark_query(sql.data, p->lag, p->last_watermark))
+		return NULL;
+	high = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (high == NULL)
+		return NULL;			/* an empty source */
+	/* above the last watermark, or nothing processed yet */
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull && !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull)))
+		return NULL;
+	return high;
 }
 
 /*
@@ -361,7 +411,9 @@ capped_watermark(const Pipeline *p, const BatchRange *range,
 						 column, type);
 	appendStringInfo(&sql, " ORDER BY %s OFFSET " INT64_FORMAT " LIMIT 1",
 					 column, p->batch_size - 1);
-	return single_value(sql.data, range->from, range->to);
+	if (!watermark_query(sql.data, range->from, range->to))
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 BatchRange
@@ -386,8 +438,7 @@ extract_range(const Pipeline *p, bool wait)
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
 	range.to = high_watermark(p, column, source, type);
-	if (range.to == NULL ||
-		(range.from != NULL && watermark_le(range.to, range.from, type)))
+	if (range.to == NULL)
 	{
 		range.idle = true;
 		range.to = range.from;

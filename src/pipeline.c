@@ -19,5 +19,6 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	/* Nothing to set up yet: every entry point works without preloading. */
+	/* Every SQL function works without preloading; workers need it. */
+	worker_init();
 }

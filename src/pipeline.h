@@ -77,6 +77,8 @@ typedef struct Pipeline
 	int			failures;		/* failed runs since the last success */
 	bool		cascade;		/* a run that loads rows queues downstream */
 	bool		queued;			/* an upstream run queued this one */
+	bool		continuous;		/* background workers run it continuously */
+	char	   *poll_interval;	/* how often they look for new rows */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -116,6 +118,9 @@ extern void validate_pipeline(Pipeline *p);
 
 /* depends.c: the DAG of pipelines */
 extern void check_dependencies(const Pipeline *p);
+
+/* worker.c: background workers (with shared_preload_libraries) */
+extern void worker_init(void);
 
 /* schedule.c: pg_cron jobs */
 extern void unschedule_dropped(const char *name);

@@ -1,0 +1,615 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  Background workers: continuous pipelines, cascades and retries,
+ *	  without an outside scheduler.
+ *
+ * With shared_preload_libraries = 'pipeline', a launcher starts one worker
+ * per database named in pipeline.database (reread on SIGHUP) and restarts
+ * a worker that exits, with a growing delay, so a broken database never
+ * becomes a crash loop. A worker, in its database:
+ *
+ *	- runs every continuous pipeline each poll_interval, and again at once
+ *	  after a run that loaded rows (a backlog drains batch after batch);
+ *	- calls pipeline_run_due() for cascades and retries;
+ *	- each run in its own transaction: an error is logged and the loop goes
+ *	  on (pipeline_run itself records failed runs);
+ *	- sleeps on its latch between ticks, holding no locks, so DROP
+ *	  EXTENSION does not wait for it.
+ *
+ * On PostgreSQL 15 a background worker connected to a database makes DROP
+ * DATABASE fail, so a ProcessUtility hook stops the database's worker
+ * first; worker pids are kept in a small shared-memory registry for that.
+ * SIGTERM ends a worker through CHECK_FOR_INTERRUPTS: a run in progress is
+ * rolled back whole.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include <signal.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+PGDLLEXPORT void pipeline_launcher_main(Datum arg);
+PGDLLEXPORT void pipeline_worker_main(Datum arg);
+
+/* GUCs */
+static char *worker_databases = NULL;
+static int	max_workers = 8;
+
+/* How often a worker re-reads its pipelines and runs the due ones. */
+#define IDLE_TICK_MS 1000
+
+/* ---- the registry of running workers, in shared memory ---- */
+
+typedef struct WorkerSlot
+{
+	Oid			database;
+	pid_t		pid;
+} WorkerSlot;
+
+typedef struct WorkerRegistry
+{
+	slock_t		mutex;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} WorkerRegistry;
+
+static WorkerRegistry *registry = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+
+static Size
+registry_size(void)
+{
+	return add_size(offsetof(WorkerRegistry, slots),
+					mul_size(max_workers, sizeof(WorkerSlot)));
+}
+
+static void
+registry_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(registry_size());
+}
+
+static void
+registry_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	registry = ShmemInitStruct("pipeline workers", registry_size(), &found);
+	if (!found)
+	{
+		SpinLockInit(&registry->mutex);
+		memset(registry->slots, 0, mul_size(max_workers, sizeof(WorkerSlot)));
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+registry_leave(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	SpinLockAcquire(&registry->mutex);
+	registry->slots[slot].pid = 0;
+	registry->slots[slot].database = InvalidOid;
+	SpinLockRelease(&registry->mutex);
+}
+
+static void
+registry_enter(void)
+{
+	int			slot = -1;
+
+	SpinLockAcquire(&registry->mutex);
+	for (int i = 0; i < max_workers && slot < 0; i++)
+		if (registry->slots[i].pid == 0)
+			slot = i;
+	if (slot >= 0)
+	{
+		registry->slots[slot].pid = MyProcPid;
+		registry->slots[slot].database = MyDatabaseId;
+	}
+	SpinLockRelease(&registry->mutex);
+	if (slot < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many pipeline workers"),
+				 errhint("Raise pipeline.max_workers.")));
+	on_shmem_exit(registry_leave, Int32GetDatum(slot));
+}
+
+/* The pid of the worker connected to a database, 0 if none. */
+static pid_t
+registry_find(Oid database)
+{
+	pid_t		pid = 0;
+
+	SpinLockAcquire(&registry->mutex);
+	for (int i = 0; i < max_workers; i++)
+		if (registry->slots[i].pid != 0 && registry->slots[i].database == database)
+			pid = registry->slots[i].pid;
+	SpinLockRelease(&registry->mutex);
+	return pid;
+}
+
+/*
+ * DROP DATABASE refuses while another process is connected: stop our
+ * worker there first (the launcher waits before starting it again, and
+ * does not once the database is gone).
+ */
+static void
+stop_worker_for_drop(const char *dbname)
+{
+	Oid			database = get_database_oid(dbname, true);
+	pid_t		pid;
+
+	if (!OidIsValid(database) || (pid = registry_find(database)) == 0)
+		return;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 1000 && registry_find(database) == pid; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}
+
+static void
+pipeline_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				 ProcessUtilityContext context, ParamListInfo params,
+				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, DropdbStmt) && registry != NULL)
+		stop_worker_for_drop(((DropdbStmt *) pstmt->utilityStmt)->dbname);
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+						  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/* ---- setup, from _PG_init ---- */
+
+void
+worker_init(void)
+{
+	BackgroundWorker launcher;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomStringVariable("pipeline.database",
+							   "Databases whose pipelines background workers run.",
+							   "A comma-separated list; empty: no workers.",
+							   &worker_databases, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pipeline.max_workers",
+							"Most pipeline background workers at once (one per database).",
+							NULL, &max_workers, 8, 1, 1024, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pipeline");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = registry_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = registry_startup;
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = pipeline_utility;
+
+	memset(&launcher, 0, sizeof(launcher));
+	launcher.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	launcher.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	launcher.bgw_restart_time = 10;
+	snprintf(launcher.bgw_library_name, BGW_MAXLEN, "pipeline");
+	snprintf(launcher.bgw_function_name, BGW_MAXLEN, "pipeline_launcher_main");
+	snprintf(launcher.bgw_name, BGW_MAXLEN, "pipeline launcher");
+	snprintf(launcher.bgw_type, BGW_MAXLEN, "pipeline launcher");
+	RegisterBackgroundWorker(&launcher);
+}
+
+/* ---- the launcher ---- */
+
+typedef struct Managed
+{
+	char		database[NAMEDATALEN];
+	BackgroundWorkerHandle *handle;
+	TimestampTz not_before;		/* restart backoff */
+	int			restarts;
+} Managed;
+
+static void
+start_worker(Managed *m)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
+	worker.bgw_notify_pid = MyProcPid;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pipeline");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pipeline_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pipeline worker %s", m->database);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pipeline worker");
+	strlcpy(worker.bgw_extra, m->database, BGW_EXTRALEN);
+	if (!RegisterDynamicBackgroundWorker(&worker, &m->handle))
+	{
+		m->handle = NULL;
+		ereport(WARNING,
+				(errmsg("could not start the pipeline worker for database \"%s\"", m->database),
+				 errhint("Raise max_worker_processes.")));
+	}
+}
+
+/*
+ * Does the database exist and accept connections? A heap scan of the shared
+ * catalog, as the autovacuum launcher does: without a database of its own,
+ * the launcher cannot use catalog indexes.
+ */
+static bool
+database_exists(const char *name)
+{
+	bool		exists = false;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
+	StartTransactionCommand();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!exists && HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		exists = strcmp(NameStr(db->datname), name) == 0 && db->datallowconn;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return exists;
+}
+
+/* One pass: start what should run, stop what should not. Returns ms to sleep. */
+static long
+launcher_tick(List **managed)
+{
+	char	   *copy = pstrdup(worker_databases);
+	List	   *wanted = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = 10000;
+
+	if (!SplitIdentifierString(copy, ',', &wanted))
+	{
+		ereport(WARNING, (errmsg("invalid list syntax in pipeline.database")));
+		wanted = NIL;
+	}
+	foreach(lc, *managed)
+	{
+		Managed    *m = lfirst(lc);
+		bool		still = false;
+		ListCell   *w;
+
+		foreach(w, wanted)
+			still |= strcmp(lfirst(w), m->database) == 0;
+		if (!still && m->handle)
+		{
+			TerminateBackgroundWorker(m->handle);
+			m->handle = NULL;
+		}
+	}
+	foreach(lc, wanted)
+	{
+		const char *name = lfirst(lc);
+		Managed    *m = NULL;
+		ListCell   *e;
+		pid_t		pid;
+
+		foreach(e, *managed)
+			if (strcmp(((Managed *) lfirst(e))->database, name) == 0)
+				m = lfirst(e);
+		if (m == NULL)
+		{
+			m = MemoryContextAllocZero(TopMemoryContext, sizeof(Managed));
+			strlcpy(m->database, name, NAMEDATALEN);
+			*managed = lappend(*managed, m);
+		}
+		if (m->handle && GetBackgroundWorkerPid(m->handle, &pid) != BGWH_STOPPED)
+		{
+			m->restarts = 0;
+			continue;			/* running or starting */
+		}
+		if (m->handle)
+		{
+			/* it stopped: wait 1, 2, 4 ... up to 60 seconds before the next start */
+			m->restarts = Min(m->restarts + 1, 6);
+			m->not_before = TimestampTzPlusMilliseconds(now, 1000L << (m->restarts - 1));
+			m->handle = NULL;
+		}
+		if (now < m->not_before)
+		{
+			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, m->not_before) + 1);
+			continue;
+		}
+		if (!database_exists(name))
+			continue;			/* listed but absent (or dropped): check again later */
+		start_worker(m);
+	}
+	return sleep_ms;
+}
+
+void
+pipeline_launcher_main(Datum arg)
+{
+	List	   *managed = NIL;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		sleep_ms = launcher_tick(&managed);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---- a database's worker ---- */
+
+typedef struct Continuous
+{
+	char	   *name;
+	long		poll_ms;
+	TimestampTz next_run;
+} Continuous;
+
+/*
+ * Run one statement in a transaction of its own; an error is reported and
+ * swallowed, so that one broken pipeline never stops the worker. Returns
+ * the first column of the first row as int8 (0 if none or on error). The
+ * statement (with one text parameter, possibly unused) is prepared once:
+ * polls are the worker's hot path.
+ */
+static int64
+run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	int64		result = 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, sql);
+	PG_TRY();
+	{
+		Oid			type = TEXTOID;
+		Datum		value = arg ? CStringGetTextDatum(arg) : (Datum) 0;
+		char		nulls = arg ? ' ' : 'n';
+		bool		isnull;
+
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (*plan == NULL)
+		{
+			SPIPlanPtr	fresh = SPI_prepare(sql, 1, &type);
+
+			if (fresh == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(fresh);
+			*plan = fresh;
+		}
+		if (SPI_execute_plan(*plan, &value, &nulls, false, 1) == SPI_OK_SELECT &&
+			SPI_processed > 0)
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			result = isnull ? 0 : DatumGetInt64(d);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+/*
+ * The continuous pipelines, as they are now. *installed tells whether the
+ * extension is there at all.
+ */
+static List *
+read_continuous(List *previous, MemoryContext context, bool *installed)
+{
+	List	   *result = NIL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	*installed = OidIsValid(get_extension_oid("pipeline", true));
+	if (*installed)
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT name, (extract(epoch FROM poll_interval) * 1000)::int8 "
+						"FROM pipeline.pipelines WHERE enabled AND continuous ORDER BY name",
+						true, 0) == SPI_OK_SELECT)
+		{
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				MemoryContext old = MemoryContextSwitchTo(context);
+				Continuous *c = palloc0(sizeof(Continuous));
+				bool		isnull;
+				ListCell   *lc;
+
+				c->name = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+				c->poll_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+				/* keep the schedule of pipelines we already knew */
+				foreach(lc, previous)
+					if (strcmp(((Continuous *) lfirst(lc))->name, c->name) == 0)
+						c->next_run = ((Continuous *) lfirst(lc))->next_run;
+				result = lappend(result, c);
+				MemoryContextSwitchTo(old);
+			}
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+	}
+	CommitTransactionCommand();
+	return result;
+}
+
+/* Worker state between ticks. */
+typedef struct WorkerState
+{
+	List	   *continuous;		/* Continuous, in context */
+	MemoryContext context;
+	bool		installed;
+	TimestampTz next_refresh;	/* re-read the pipelines, run the due ones */
+	SPIPlanPtr	run_plan;
+	SPIPlanPtr	due_plan;
+} WorkerState;
+
+/*
+ * Once a second: re-read the continuous pipelines (new, altered, dropped)
+ * and run what is due (cascades, retries). Polls in between cost one
+ * transaction per continuous pipeline, which keeps an idle worker cheap.
+ */
+static void
+worker_refresh(WorkerState *state)
+{
+	MemoryContext fresh = AllocSetContextCreate(TopMemoryContext, "pipeline worker tick",
+												ALLOCSET_DEFAULT_SIZES);
+
+	state->continuous = read_continuous(state->continuous, fresh, &state->installed);
+	MemoryContextDelete(state->context);
+	state->context = fresh;
+	if (state->installed)
+		(void) run_in_transaction(&state->due_plan,
+								  "SELECT count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
+								  NULL);
+	state->next_refresh = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_TICK_MS);
+}
+
+/* One pass over the database; returns how long to sleep. */
+static long
+worker_tick(WorkerState *state)
+{
+	long		sleep_ms;
+	ListCell   *lc;
+
+	if (GetCurrentTimestamp() >= state->next_refresh)
+		worker_refresh(state);
+	sleep_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), state->next_refresh);
+	if (!state->installed)
+		return sleep_ms;		/* nothing to do here until CREATE EXTENSION */
+
+	foreach(lc, state->continuous)
+	{
+		Continuous *c = lfirst(lc);
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now >= c->next_run)
+		{
+			int64		loaded = run_in_transaction(&state->run_plan,
+													"SELECT rows_read FROM pg_catalog.pipeline_run($1, 'continuous')",
+													c->name);
+
+			/* a run that read rows may have left more: look again at once */
+			c->next_run = loaded > 0 ? now : TimestampTzPlusMilliseconds(now, c->poll_ms);
+			if (loaded > 0)
+				sleep_ms = 0;
+		}
+		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), c->next_run));
+		CHECK_FOR_INTERRUPTS();
+	}
+	return sleep_ms;
+}
+
+void
+pipeline_worker_main(Datum arg)
+{
+	char		database[NAMEDATALEN];
+	WorkerState state = {NIL, NULL, false, 0, NULL, NULL};
+
+	strlcpy(database, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	/* SIGTERM through CHECK_FOR_INTERRUPTS: a run in progress rolls back */
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	registry_enter();
+	state.context = AllocSetContextCreate(TopMemoryContext, "pipeline worker",
+										  ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG, (errmsg("pipeline worker started for database \"%s\"", database)));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		sleep_ms = worker_tick(&state);
+		if (sleep_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}

@@ -151,6 +151,12 @@ LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION pipeline_lock_key(text) IS
     'objid of the lock a running pipeline holds (pg_locks.objid)';
 
+/* When a pg_cron schedule next fires after a time (GMT, as pg_cron 1.4). */
+CREATE FUNCTION pipeline_cron_next(schedule text, after timestamptz DEFAULT now())
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'pipeline_cron_next'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
 CREATE VIEW pipeline.status
 WITH (security_invoker = true) AS
 SELECT p.name AS pipeline,
@@ -166,6 +172,12 @@ SELECT p.name AS pipeline,
        END AS state,
        p.enabled,
        p.schedule,
+       CASE
+           WHEN NOT p.enabled THEN NULL
+           WHEN p.continuous THEN now()
+           ELSE least(pg_catalog.pipeline_cron_next(p.schedule), p.retry_at,
+                      CASE WHEN p.queued_at IS NOT NULL THEN now() END)
+       END AS next_run_at,
        p.failures,
        p.retry_at AS next_retry_at,
        p.queued_at,

@@ -21,7 +21,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pipeline_schedule);
 PG_FUNCTION_INFO_V1(pipeline_unschedule);
@@ -134,4 +136,106 @@ unschedule_dropped(const char *name)
 {
 	if (cron_installed())
 		(void) remove_jobs(name);
+}
+
+/*
+ * The next time a cron schedule fires, for pipeline.status: the five
+ * fields of pg_cron (minute hour day-of-month month day-of-week, with *,
+ * lists, ranges and steps), evaluated in GMT as pg_cron 1.4 does. NULL for
+ * a schedule this parser does not read (pg_cron's "@daily" and the like, or
+ * "N seconds").
+ */
+typedef struct CronField
+{
+	uint64		allowed;		/* bit i: value i matches */
+	bool		any;			/* the field was "*" */
+} CronField;
+
+static bool
+parse_cron_field(char *text, int min, int max, CronField *field)
+{
+	char	   *item;
+	char	   *save;
+
+	field->allowed = 0;
+	field->any = strcmp(text, "*") == 0;
+	for (item = strtok_r(text, ",", &save); item; item = strtok_r(NULL, ",", &save))
+	{
+		int			lo = min,
+					hi = max,
+					step = 1;
+		char	   *slash = strchr(item, '/');
+		char	   *end;
+
+		if (slash)
+		{
+			*slash = '\0';
+			step = (int) strtol(slash + 1, &end, 10);
+			if (*end != '\0' || step <= 0)
+				return false;
+		}
+		if (strcmp(item, "*") != 0)
+		{
+			char	   *dash = strchr(item, '-');
+
+			lo = (int) strtol(item, &end, 10);
+			if (end == item || (dash == NULL && *end != '\0'))
+				return false;
+			hi = slash && dash == NULL ? max : lo;
+			if (dash)
+			{
+				hi = (int) strtol(dash + 1, &end, 10);
+				if (*end != '\0')
+					return false;
+			}
+		}
+		if (lo < min || hi > max || lo > hi)
+			return false;
+		for (int v = lo; v <= hi; v += step)
+			field->allowed |= UINT64CONST(1) << v;
+	}
+	return field->allowed != 0;
+}
+
+PG_FUNCTION_INFO_V1(pipeline_cron_next);
+
+Datum
+pipeline_cron_next(PG_FUNCTION_ARGS)
+{
+	char	   *schedule = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz after = PG_GETARG_TIMESTAMPTZ(1);
+	CronField	fields[5];
+	static const int bounds[5][2] = {{0, 59}, {0, 23}, {1, 31}, {1, 12}, {0, 7}};
+	char	   *save;
+	char	   *part = strtok_r(schedule, " \t", &save);
+	pg_time_t	t;
+
+	for (int i = 0; i < 5; i++, part = strtok_r(NULL, " \t", &save))
+		if (part == NULL || !parse_cron_field(part, bounds[i][0], bounds[i][1], &fields[i]))
+			PG_RETURN_NULL();
+	if (part != NULL)
+		PG_RETURN_NULL();
+	if (fields[4].allowed & (UINT64CONST(1) << 7))
+		fields[4].allowed |= 1;	/* 7 is Sunday too */
+
+	/* minute by minute from the next whole minute, for at most four years */
+	t = timestamptz_to_time_t(after);
+	t = t - t % 60 + 60;
+	for (int i = 0; i < 4 * 366 * 24 * 60; i++, t += 60)
+	{
+		struct pg_tm *tm = pg_gmtime(&t);
+		bool		dom = fields[2].allowed & (UINT64CONST(1) << tm->tm_mday);
+		bool		dow = fields[4].allowed & (UINT64CONST(1) << tm->tm_wday);
+		bool		day;
+
+		if (!(fields[3].allowed & (UINT64CONST(1) << (tm->tm_mon + 1))) ||
+			!(fields[1].allowed & (UINT64CONST(1) << tm->tm_hour)) ||
+			!(fields[0].allowed & (UINT64CONST(1) << tm->tm_min)))
+			continue;
+		/* cron: with both day fields restricted, either one matching will do */
+		day = (fields[2].any || fields[4].any) ? (dom && dow) : (dom || dow);
+		if (day)
+			PG_RETURN_TIMESTAMPTZ(time_t_to_timestamptz(t));
+	}
+	PG_RETURN_NULL();
 }

@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(17);
+SELECT plan(21);
 
 CREATE TABLE src (id serial PRIMARY KEY, v int);
 CREATE TABLE dst (id int, v int);
@@ -44,6 +44,19 @@ SELECT results_eq($$ SELECT status, sqlstate, error FROM pipeline_run('slow') $$
   $$ VALUES ('failed', '57014', 'pipeline "slow" exceeded its timeout of 00:00:00.05') $$,
   'a run over its timeout fails with 57014 and says so');
 SELECT lives_ok($$ SELECT pg_sleep(0.1) $$, 'the timeout does not outlive the run');
+
+-- next_run_at in pipeline.status, from the pg_cron schedule (GMT)
+SELECT results_eq($$ SELECT pipeline_cron_next(s, '2026-11-25 09:52:30+00') FROM unnest(ARRAY[
+    '*/5 * * * *', '0 2 * * *', '30 8 * * 1-5', '0 12 13 * 5', '15 10 * 2 *']) s $$,
+  $$ VALUES ('2026-11-25 09:55:00+00'::timestamptz), ('2026-11-26 02:00:00+00'), ('2026-11-26 08:30:00+00'),
+            ('2026-11-27 12:00:00+00'), ('2027-02-01 10:15:00+00') $$,
+  'pipeline_cron_next reads minutes, hours, ranges, steps, and either day field');
+SELECT is(pipeline_cron_next('@daily'), NULL, 'a schedule it cannot read gives NULL, not an error');
+SELECT pipeline_alter('slow', '{"continuous": true}');
+SELECT is((SELECT next_run_at FROM pipeline.status WHERE pipeline = 'slow'), now(),
+  'a continuous pipeline is always next');
+SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"poll_interval": "10 milliseconds"}') $$, '22023', NULL,
+  'poll_interval is at least 100 milliseconds');
 
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retries": -1}') $$, '22023', NULL, 'retries must be 0 or more');
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retry_delay": "soon"}') $$, '22023', NULL, 'retry_delay must be an interval');

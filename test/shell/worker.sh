@@ -60,6 +60,16 @@ ok $? "the worker keeps delivering the other pipelines"
 is "$(worker_pid)" "$pid_before" "the same worker process: no crash, no restart"
 qw "SELECT pipeline_drop('broken')" >/dev/null
 
+# a pipeline's timeout holds in the worker too
+qw "CREATE TABLE late_dst (id bigint, v int);
+    SELECT pipeline_create('late', 'src', 'late_dst', watermark => 'id',
+      transform => \$\$ SELECT id, v FROM batch WHERE pg_sleep(0.05)::text = '' \$\$,
+      options => '{\"continuous\": true, \"timeout\": \"200 milliseconds\"}')" >/dev/null
+wait_until "SELECT count(*) > 0 FROM pipeline.runs WHERE pipeline = 'late' AND sqlstate = '57014'" t 10
+ok $? "a run over its timeout in the worker is a failed run (57014)"
+is "$(worker_pid)" "$pid_before" "and the worker goes on"
+qw "SELECT pipeline_drop('late')" >/dev/null
+
 # SIGTERM in the middle of a run: rolled back whole, then done once by the new worker
 qw "CREATE TABLE slow_dst (id bigint, v int);
     SELECT pipeline_create('slow', 'src', 'slow_dst', watermark => 'id',

@@ -17,6 +17,7 @@
 #include "pipeline.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "access/tupdesc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -52,20 +53,56 @@ typedef struct RouteState
 	TupleDesc	desc;
 	int64		ndiverted;
 	List	   *counts;			/* RuleCount, quarantined and warned */
+	SubTransactionId subxact;	/* begun in this (sub)transaction */
 } RouteState;
 
 /* The route of the run in progress in this backend, if any. */
 static RouteState *route = NULL;
 
+/*
+ * An error that leaves route_begin's caller (a failed replay, say) frees
+ * the route's memory with the aborted (sub)transaction: forget it then.
+ */
+static void
+route_forget_on_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		route = NULL;
+}
+
+static void
+route_forget_on_subabort(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && route && route->subxact == mySubid)
+		route = NULL;
+}
+
 void
 route_begin(const char *pipeline)
 {
-	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext,
-												  "pipeline route",
-												  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(context);
-	RouteState *state = palloc0(sizeof(RouteState));
+	static bool callbacks = false;
+	MemoryContext context;
+	MemoryContext old;
+	RouteState *state;
 
+	if (route != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" cannot run inside the run of pipeline \"%s\"",
+						pipeline, route->pipeline),
+				 errhint("A transform or trigger must not call pipeline_run or pipeline_replay.")));
+	if (!callbacks)
+	{
+		RegisterXactCallback(route_forget_on_abort, NULL);
+		RegisterSubXactCallback(route_forget_on_subabort, NULL);
+		callbacks = true;
+	}
+	context = AllocSetContextCreate(CurrentMemoryContext, "pipeline route",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(context);
+	state = palloc0(sizeof(RouteState));
+	state->subxact = GetCurrentSubTransactionId();
 	state->pipeline = pstrdup(pipeline);
 	state->context = context;
 	state->owner = CurrentResourceOwner;

@@ -63,13 +63,22 @@ SELECT pipeline_create(
     target    => 'analytics.monthly_orders',
     mode      => 'replace');
 
+-- the article's OrderContract: bad rows go to pipeline.quarantine
+SELECT pipeline_contract('fact_orders', $${
+  "columns": {"order_id": {"not_null": true},
+              "total":    {"min": 0},
+              "status":   {"in": ["pending", "completed", "cancelled"]},
+              "country":  {"not_null": true}}
+}$$);
+
 SELECT name, source, target, mode, watermark FROM pipeline.pipelines ORDER BY created_at;
+\echo 'the DAG (monthly_orders reads what fact_orders writes):'
+SELECT * FROM pipeline.dependencies;
 
 \echo
-\echo '== 3. Run them'
-SELECT pipeline, status, rows_read, rows_loaded, watermark_from, watermark_to
-FROM pipeline_run('fact_orders');
-SELECT pipeline, status, rows_read, rows_loaded FROM pipeline_run('monthly_orders');
+\echo '== 3. Run the DAG, upstream first'
+SELECT pipeline, status, rows_read, rows_loaded, rows_quarantined, watermark_to
+FROM pipeline_run_all();
 SELECT * FROM analytics.monthly_orders ORDER BY month LIMIT 4;
 
 \echo
@@ -77,21 +86,42 @@ SELECT * FROM analytics.monthly_orders ORDER BY month LIMIT 4;
 INSERT INTO raw.orders (order_id, customer_id, total, status, created_at)
 SELECT order_id, customer_id, total, status, created_at
 FROM orders_file WHERE line > 3000 ORDER BY line;
-\echo 'each run reads only the new rows; corrections upsert in place:'
-SELECT pipeline, status, rows_read, rows_loaded, watermark_from, watermark_to
-FROM pipeline_run('fact_orders');
-SELECT pipeline, status, rows_read, rows_loaded FROM pipeline_run('monthly_orders');
+\echo '... and the feed sends three broken rows:'
+INSERT INTO raw.orders (order_id, customer_id, total, status, created_at) VALUES
+  (9001, 12, -15.00, 'completed', '2024-12-30 10:00+00'),   -- negative total
+  (9002, 40, 80.00, 'shipped', '2024-12-30 11:00+00'),      -- unknown status
+  (9003, 999, 25.00, 'pending', '2024-12-30 12:00+00');     -- unknown customer
+\echo 'each run reads only the new rows; corrections upsert in place; bad rows are quarantined:'
+SELECT pipeline, status, rows_read, rows_loaded, rows_quarantined, rule_failures
+FROM pipeline_run_all();
 SELECT count(*) AS fact_rows,
        count(*) FILTER (WHERE status = 'cancelled') AS cancelled
 FROM analytics.fact_orders;
 
 \echo
-\echo '== 5. Nothing new: the run is skipped and leaves no history row'
+\echo '== 5. The quarantine: every bad row, with every rule it broke'
+SELECT id, data ->> 'order_id' AS order_id, data ->> 'status' AS status,
+       data ->> 'total' AS total, violations
+FROM pipeline.quarantine ORDER BY id;
+\echo '"shipped" is a valid status after all: fix the contract and replay'
+SELECT pipeline_contract('fact_orders', $${
+  "columns": {"order_id": {"not_null": true},
+              "total":    {"min": 0},
+              "status":   {"in": ["pending", "shipped", "completed", "cancelled"]},
+              "country":  {"not_null": true}}
+}$$);
+SELECT * FROM pipeline_replay('fact_orders');
+SELECT data ->> 'order_id' AS still_quarantined, violations
+FROM pipeline.quarantine WHERE replayed_at IS NULL ORDER BY id;
+
+\echo
+\echo '== 6. Nothing new: the run is skipped and leaves no history row'
 SELECT pipeline, status, rows_read FROM pipeline_run('fact_orders');
 
 \echo
-\echo '== 6. Administration from psql'
+\echo '== 7. Administration from psql'
 SELECT pipeline, state, watermark, last_status, last_rows_loaded FROM pipeline.status;
-SELECT run_id, pipeline, status, rows_read, rows_loaded, watermark_from, watermark_to
+SELECT run_id, pipeline, trigger, status, rows_read, rows_loaded, rows_quarantined,
+       watermark_from, watermark_to
 FROM pipeline.runs ORDER BY run_id;
 SELECT * FROM analytics.monthly_orders ORDER BY month DESC LIMIT 3;

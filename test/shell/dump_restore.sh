@@ -24,6 +24,9 @@ SELECT pipeline_create('copy', 'app.src', 'app.dst', watermark => 'id', mode => 
                        options => '{"batch_size": 400}');
 SELECT pipeline_create('count', 'app.dst', 'app.totals', mode => 'replace',
                        transform => 'SELECT count(*) AS n FROM batch');
+SELECT pipeline_contract('copy', '{"columns": {"v": {"max": 1000}}, "max_bad_rows": 10}');
+SELECT pipeline_alter('count', '{"retries": 2, "retry_delay": "1 minute", "cascade": true}');
+INSERT INTO app.src (v) VALUES (5000);
 CALL pipeline_drain('copy');
 SELECT pipeline_run('count');
 SQL
@@ -40,12 +43,21 @@ cols="name, owner, source, target, transform, watermark, last_watermark, mode, k
 is "$(qr "SELECT $cols FROM pipeline.pipelines ORDER BY name")" "$(qd "SELECT $cols FROM pipeline.pipelines ORDER BY name")" \
   "definitions, owners and watermarks are restored"
 is "$(qr "SELECT count(*) FROM pipeline.runs")" "$(qd "SELECT count(*) FROM pipeline.runs")" "run history is restored"
-is "$(qr "SELECT last_watermark FROM pipeline.pipelines WHERE name = 'copy'")" 1000 "the watermark is where the dump left it"
+is "$(qr "SELECT last_watermark FROM pipeline.pipelines WHERE name = 'copy'")" 1001 "the watermark is where the dump left it"
+is "$(qr "SELECT rule, action FROM pipeline.contract_rules")" "$(qd "SELECT rule, action FROM pipeline.contract_rules")" \
+  "contract rules are restored"
+is "$(qr "SELECT data::text, violations FROM pipeline.quarantine")" '{"v": 5000, "id": 1001}|{v.max}' \
+  "quarantined rows are restored"
+is "$(qr "SELECT retries, retry_delay, cascade, max_bad_rows FROM pipeline.pipelines ORDER BY name")" \
+  "$(qd "SELECT retries, retry_delay, cascade, max_bad_rows FROM pipeline.pipelines ORDER BY name")" \
+  "options and limits are restored"
 
 qr "INSERT INTO app.src (v) SELECT g FROM generate_series(1, 50) g" >/dev/null
 is "$(qr "SET ROLE dump_owner; SELECT rows_read || ' ' || watermark_from || ' ' || watermark_to FROM pipeline_run('copy')")" \
-  "50 1000 1050" "the restored pipeline continues from its watermark"
+  "50 1001 1051" "the restored pipeline continues from its watermark"
 is "$(qr "SELECT count(*) FROM app.dst")" 1050 "no row twice after the restore"
+is "$(qr "SELECT replayed || ' ' || loaded || ' ' || still_bad FROM pipeline_replay('copy')")" "0 0 1" \
+  "the restored quarantine replays against the restored contract"
 is "$(qr "SELECT min(run_id) > (SELECT max(run_id) FROM pipeline.runs WHERE status = 'succeeded' AND rows_read <> 50) FROM pipeline.runs WHERE rows_read = 50")" t \
   "new run ids continue after the restored ones"
 is "$(qr "SELECT status || ' ' || rows_loaded FROM pipeline_run('count')")" "succeeded 1" "the downstream pipeline runs too"

@@ -230,6 +230,19 @@ GRANT SELECT ON pipeline.dependencies TO PUBLIC;
 
 COMMENT ON VIEW pipeline.dependencies IS 'Edges of the pipeline DAG: upstream runs before downstream';
 
+/* Topological order: a pipeline's depth is its longest upstream path. */
+CREATE VIEW pipeline.run_order
+WITH (security_invoker = true) AS
+WITH RECURSIVE depth(name, d) AS (
+    SELECT p.name, 0 FROM pipeline.pipelines p
+    UNION ALL
+    SELECT dep.downstream, depth.d + 1
+    FROM depth JOIN pipeline.dependencies dep ON dep.upstream = depth.name
+    WHERE depth.d < 1000)
+SELECT name, max(d) AS depth FROM depth GROUP BY name;
+
+GRANT SELECT ON pipeline.run_order TO PUBLIC;
+
 CREATE FUNCTION pipeline_create(
     name      text,
     source    text,
@@ -278,17 +291,10 @@ DECLARE
     due record;
 BEGIN
     FOR due IN
-        WITH RECURSIVE depth(name, d) AS (
-            SELECT p.name, 0 FROM pipeline.pipelines p
-            UNION ALL
-            SELECT dep.downstream, depth.d + 1
-            FROM depth JOIN pipeline.dependencies dep ON dep.upstream = depth.name
-            WHERE depth.d < 1000)
         SELECT p.name, p.queued_at IS NOT NULL AS queued
-        FROM pipeline.pipelines p JOIN depth ON depth.name = p.name
+        FROM pipeline.pipelines p JOIN pipeline.run_order o ON o.name = p.name
         WHERE p.enabled AND (p.queued_at IS NOT NULL OR p.retry_at <= now())
-        GROUP BY p.name, p.queued_at
-        ORDER BY max(depth.d), p.name
+        ORDER BY o.depth, p.name
     LOOP
         RETURN NEXT pipeline_run(due.name, CASE WHEN due.queued THEN 'cascade' ELSE 'retry' END);
     END LOOP;
@@ -373,17 +379,10 @@ DECLARE
     r pipeline.runs;
 BEGIN
     FOR current IN
-        WITH RECURSIVE depth(name, d) AS (
-            SELECT p.name, 0 FROM pipeline.pipelines p
-            UNION ALL
-            SELECT dep.downstream, depth.d + 1
-            FROM depth JOIN pipeline.dependencies dep ON dep.upstream = depth.name
-            WHERE depth.d < 1000)
-        SELECT depth.name
-        FROM depth JOIN pipeline.pipelines p ON p.name = depth.name
+        SELECT p.name
+        FROM pipeline.pipelines p JOIN pipeline.run_order o ON o.name = p.name
         WHERE p.enabled
-        GROUP BY depth.name
-        ORDER BY max(depth.d), depth.name
+        ORDER BY o.depth, p.name
     LOOP
         SELECT min(dep.upstream) INTO upstream_failed
         FROM pipeline.dependencies dep

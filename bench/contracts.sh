@@ -12,33 +12,17 @@
 #     the first bad cast aborts the statement)
 # Usage: bench/contracts.sh [REPS]  (default 5). Writes bench/results/contracts.md.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 REPS=${1:-5}
-PORT=${PORT:-55461}
-DB=bench
-out="$ROOT_DIR/bench/results"
-mkdir -p "$out"
-work=$(mktemp -d); chmod 755 "$work"
-trap 'rm -rf "$work"; remove_cluster benchc' EXIT
-
-install_dependencies
-build_and_install
-log "starting the benchmark cluster (port $PORT)"
-start_cluster benchc "$PORT"
-cluster_psql benchc "$PORT" -q -c "CREATE DATABASE $DB"
-bq() { cluster_psql benchc "$PORT" -d "$DB" -qAt "$@"; }
+BENCH_DB=bench
+bench_cluster benchc "${PORT:-55461}"
+cluster_psql benchc "$BENCH_PORT" -q -c "CREATE DATABASE $BENCH_DB"
 
 log "loading 2 x 1,000,000 landing rows (clean, and 1% bad amounts)"
+bq -c "$BENCH_TIMER_SQL" >/dev/null
 bq >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION pipeline;
-CREATE FUNCTION bench_ms(sql text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz := clock_timestamp();
-BEGIN
-    EXECUTE sql;
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
-CREATE TABLE timings (variant text, ms float8);
 
 -- text landing tables, as a raw feed arrives
 CREATE TABLE clean_src (id bigserial PRIMARY KEY, order_ref text, email text, sku text,
@@ -92,18 +76,18 @@ reset="TRUNCATE tgt, quarantine_hand; TRUNCATE pipeline.quarantine; CHECKPOINT;"
   echo "SET client_min_messages = warning;"
   for r in $(seq 1 "$REPS"); do
     lines=(
-      "$reset INSERT INTO timings SELECT 'plain INSERT ... SELECT (no validation)', bench_ms(\$q\$$plain\$q\$);"
-      "$reset INSERT INTO timings SELECT 'hand-written, two statements', bench_ms(\$q\$$two\$q\$);"
-      "$reset INSERT INTO timings SELECT 'hand-written, one statement with a data-modifying CTE', bench_ms(\$q\$$cte\$q\$);"
-      "$reset SELECT pipeline_reset('clean', '0'); INSERT INTO timings SELECT 'pipeline_run, clean batch', bench_ms(\$q\$SELECT pipeline_run('clean')\$q\$);"
-      "$reset SELECT pipeline_reset('bad', '0'); INSERT INTO timings SELECT 'pipeline_run, 1% bad casts', bench_ms(\$q\$SELECT pipeline_run('bad')\$q\$);"
+      "$reset INSERT INTO timings SELECT 'contracts', 'plain INSERT ... SELECT (no validation)', bench_ms(\$q\$$plain\$q\$);"
+      "$reset INSERT INTO timings SELECT 'contracts', 'hand-written, two statements', bench_ms(\$q\$$two\$q\$);"
+      "$reset INSERT INTO timings SELECT 'contracts', 'hand-written, one statement with a data-modifying CTE', bench_ms(\$q\$$cte\$q\$);"
+      "$reset SELECT pipeline_reset('clean', '0'); INSERT INTO timings SELECT 'contracts', 'pipeline_run, clean batch', bench_ms(\$q\$SELECT pipeline_run('clean')\$q\$);"
+      "$reset SELECT pipeline_reset('bad', '0'); INSERT INTO timings SELECT 'contracts', 'pipeline_run, 1% bad casts', bench_ms(\$q\$SELECT pipeline_run('bad')\$q\$);"
     )
     # rotate the order in each repetition
     for i in 0 1 2 3 4; do echo "${lines[$(( (i + r) % 5 ))]}"; done
   done
-} >"$work/reps.sql"
+} >"$WORK/reps.sql"
 log "measuring: $REPS rotated repetitions"
-bq -f "$work/reps.sql" >/dev/null
+bq -f "$WORK/reps.sql" >/dev/null
 
 bad=$(bq -c "SELECT count(*) FROM pipeline.runs WHERE status <> 'succeeded' OR (pipeline = 'clean' AND (rows_loaded <> 1000000 OR rows_quarantined <> 0)) OR (pipeline = 'bad' AND (rows_loaded <> 990000 OR rows_quarantined <> 10000))")
 [ "$bad" = 0 ] || { echo "a measured run did not do its full work:"; bq -c "SELECT pipeline, status, rows_read, rows_loaded, rows_quarantined, error FROM pipeline.runs"; exit 1; }
@@ -124,5 +108,5 @@ bad_ms=$(med 'pipeline_run, 1% bad casts')
   echo "| pipeline_run, 6-rule contract, clean batch | $clean_ms ms | $(ratio "$clean_ms" "$plain_ms")x | **$(ratio "$clean_ms" "$cte_ms")x** the CTE statement (at most 1.1x), **$(ratio "$clean_ms" "$two_ms")x** the two statements (below 1x) |"
   echo "| pipeline_run, 1% of rows failing the cast | $bad_ms ms | $(ratio "$bad_ms" "$plain_ms")x | **$(ratio "$bad_ms" "$clean_ms")x** the clean batch (at most 1.5x) |"
   echo
-  echo "Medians of $REPS rotated repetitions; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(bq -c "SELECT split_part(version(), ' on ', 1)"), $(date -u +%Y-%m-%d)."
-} | tee "$out/contracts.md"
+  echo "Medians of $REPS rotated repetitions; $(machine_line)"
+} | tee "$OUT/contracts.md"

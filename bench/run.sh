@@ -8,33 +8,17 @@
 # Usage: bench/run.sh [REPS]   (default 5). Prints a markdown table and
 # writes it to bench/results/core.md. docs/benchmarks.md records a run.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 REPS=${1:-5}
-PORT=${PORT:-55460}
-DB=bench
-out="$ROOT_DIR/bench/results"
-mkdir -p "$out"
-work=$(mktemp -d); chmod 755 "$work"
-trap 'rm -rf "$work"; remove_cluster bench' EXIT
-
-install_dependencies
-build_and_install
-log "starting the benchmark cluster (port $PORT)"
-start_cluster bench "$PORT"
-cluster_psql bench "$PORT" -q -c "CREATE DATABASE $DB"
-bq() { cluster_psql bench "$PORT" -d "$DB" -qAt "$@"; }
+BENCH_DB=bench
+bench_cluster bench "${PORT:-55460}"
+cluster_psql bench "$BENCH_PORT" -q -c "CREATE DATABASE $BENCH_DB"
 
 log "loading data: 1M-row source, 10M-row and 100k-row delta sources"
+bq -c "$BENCH_TIMER_SQL" >/dev/null
 bq >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION pipeline;
-CREATE FUNCTION bench_ms(sql text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz := clock_timestamp();
-BEGIN
-    EXECUTE sql;
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
-CREATE TABLE timings (bench text, variant text, ms float8);
 
 CREATE TABLE src (id bigserial PRIMARY KEY, customer_id int, total numeric,
                   status text, created_at timestamptz);
@@ -76,9 +60,9 @@ hand="INSERT INTO tgt (id, customer_id, total, status, order_date) SELECT id, cu
     small="INSERT INTO timings SELECT 'delta', '100k source', bench_ms(\$q\$SELECT pipeline_run('delta_small')\$q\$);"
     if [ $((r % 2)) = 1 ]; then echo "$big"; echo "$small"; else echo "$small"; echo "$big"; fi
   done
-} >"$work/reps.sql"
+} >"$WORK/reps.sql"
 log "measuring: $REPS interleaved repetitions"
-bq -f "$work/reps.sql" >/dev/null
+bq -f "$WORK/reps.sql" >/dev/null
 
 # sanity: every measured run did its full work
 bad=$(bq -c "SELECT count(*) FROM pipeline.runs WHERE (pipeline = 'bench_1m' AND rows_loaded <> 1000000) OR (pipeline LIKE 'delta%' AND rows_loaded <> 10000) OR status <> 'succeeded'")
@@ -86,10 +70,10 @@ bad=$(bq -c "SELECT count(*) FROM pipeline.runs WHERE (pipeline = 'bench_1m' AND
 
 log "measuring: idle runs (nothing new), 5000 calls in one open session"
 history_before=$(bq -c "SELECT count(*) FROM pipeline.runs")
-echo "SELECT pipeline_run('delta_small');" >"$work/idle.sql"
-(cd "$work" && PGHOST="$WORK_BASE/bench" PGPORT=$PORT PGUSER=postgres \
-  "$PG_BIN/pgbench" -n -c 1 -t 5000 -f idle.sql -l --log-prefix=idle "$DB" >/dev/null)
-idle_client=$(sort -n -k3 "$work"/idle.* | awk '{a[NR]=$3} END {printf "%.3f", a[int((NR+1)/2)]/1000}')
+echo "SELECT pipeline_run('delta_small');" >"$WORK/idle.sql"
+(cd "$WORK" && PGHOST="$WORK_BASE/bench" PGPORT=$BENCH_PORT PGUSER=postgres \
+  "$PG_BIN/pgbench" -n -c 1 -t 5000 -f idle.sql -l --log-prefix=idle "$BENCH_DB" >/dev/null)
+idle_client=$(sort -n -k3 "$WORK"/idle.* | awk '{a[NR]=$3} END {printf "%.3f", a[int((NR+1)/2)]/1000}')
 idle_server=$(bq -c "DO \$\$ DECLARE t timestamptz; BEGIN FOR i IN 1..5000 LOOP t := clock_timestamp(); PERFORM pipeline_run('delta_small'); INSERT INTO timings VALUES ('idle', 'server', extract(epoch FROM clock_timestamp() - t) * 1000); END LOOP; END \$\$" >/dev/null;
               bq -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 3) FROM timings WHERE bench = 'idle'")
 history_after=$(bq -c "SELECT count(*) FROM pipeline.runs")
@@ -110,5 +94,5 @@ b=$(med delta '10M source'); s=$(med delta '100k source')
   echo "| idle run, median, measured inside the server | $idle_server ms | |"
   echo "| history rows written by 10,000 idle runs | $((history_after - history_before)) | 0 |"
   echo
-  echo "Medians of $REPS interleaved repetitions; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(bq -c "SELECT split_part(version(), ' on ', 1)"), $(date -u +%Y-%m-%d)."
-} | tee "$out/core.md"
+  echo "Medians of $REPS interleaved repetitions; $(machine_line)"
+} | tee "$OUT/core.md"

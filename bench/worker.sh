@@ -7,19 +7,9 @@
 #     (100 ms polls) and with the default poll_interval (1 s)
 # Usage: bench/worker.sh. Writes bench/results/worker.md.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
-PORT=${PORT:-55462}
-out="$ROOT_DIR/bench/results"
-mkdir -p "$out"
-work=$(mktemp -d); chmod 755 "$work"
-trap 'rm -rf "$work"; remove_cluster benchw' EXIT
-
-install_dependencies
-build_and_install
-log "starting a cluster with the pipeline workers (port $PORT)"
-start_cluster benchw "$PORT" "shared_preload_libraries = 'pipeline'
+source "$(dirname "$0")/lib.sh"
+bench_cluster benchw "${PORT:-55462}" "shared_preload_libraries = 'pipeline'
 pipeline.database = 'postgres'"
-bq() { cluster_psql benchw "$PORT" -qAt "$@"; }
 bq >/dev/null <<'SQL'
 CREATE EXTENSION pipeline;
 CREATE TABLE events (id bigserial PRIMARY KEY, payload text,
@@ -37,8 +27,8 @@ log "measuring latency: 300 single-row commits, 30 ms apart"
 for i in $(seq 1 300); do
   echo "INSERT INTO events (payload, committed_at) VALUES ('event $i', clock_timestamp());"
   echo "SELECT pg_sleep(0.03);"
-done >"$work/stream.sql"
-bq -f "$work/stream.sql" >/dev/null
+done >"$WORK/stream.sql"
+bq -f "$WORK/stream.sql" >/dev/null
 sleep 2
 read -r n p50 p99 < <(bq -F ' ' -c "SELECT count(*),
   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - committed_at) * 1000)::numeric, 1),
@@ -69,5 +59,5 @@ idle_default=$(cpu_percent 60)
   echo "| idle worker CPU, poll_interval 100 ms | **$idle_fast %** of a core | under 1% |"
   echo "| idle worker CPU, poll_interval 1 s (default) | **$idle_default %** of a core | under 1% |"
   echo
-  echo "300 events, 30 ms apart; CPU from /proc over 60 s each; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(bq -c "SELECT split_part(version(), ' on ', 1)"), $(date -u +%Y-%m-%d)."
-} | tee "$out/worker.md"
+  echo "300 events, 30 ms apart; CPU from /proc over 60 s each; $(machine_line)"
+} | tee "$OUT/worker.md"

@@ -350,21 +350,24 @@ catalog_update_pipeline(const Pipeline *p)
 						  DEFINITION_NARGS, types, values, nulls, 1);
 }
 
-void
-catalog_delete_pipeline(const char *name)
+/* A catalog statement whose only parameter ($1) is a pipeline's name. */
+static void
+statement_for(const char *sql, const char *name, int expected)
 {
 	Oid			type = TEXTOID;
 	Datum		value = CStringGetTextDatum(name);
 
+	run_catalog_statement(sql, 1, &type, &value, NULL, expected);
+}
+
+void
+catalog_delete_pipeline(const char *name)
+{
 	unschedule_dropped(name);
-	run_catalog_statement("DELETE FROM pipeline.runs WHERE pipeline = $1",
-						  1, &type, &value, NULL, -1);
-	run_catalog_statement("DELETE FROM pipeline.contract_rules WHERE pipeline = $1",
-						  1, &type, &value, NULL, -1);
-	run_catalog_statement("DELETE FROM pipeline.quarantine WHERE pipeline = $1",
-						  1, &type, &value, NULL, -1);
-	run_catalog_statement("DELETE FROM pipeline.pipelines WHERE name = $1",
-						  1, &type, &value, NULL, 1);
+	statement_for("DELETE FROM pipeline.runs WHERE pipeline = $1", name, -1);
+	statement_for("DELETE FROM pipeline.contract_rules WHERE pipeline = $1", name, -1);
+	statement_for("DELETE FROM pipeline.quarantine WHERE pipeline = $1", name, -1);
+	statement_for("DELETE FROM pipeline.pipelines WHERE name = $1", name, 1);
 }
 
 /*
@@ -398,24 +401,17 @@ catalog_set_watermark(const char *name, const char *watermark, bool succeeded)
 void
 catalog_record_failure(const char *name)
 {
-	Oid			type = TEXTOID;
-	Datum		value = CStringGetTextDatum(name);
-
-	run_catalog_statement("UPDATE pipeline.pipelines SET failures = failures + 1, "
-						  "retry_at = CASE WHEN failures + 1 <= retries THEN "
-						  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
-						  "WHERE name = $1", 1, &type, &value, NULL, 1);
+	statement_for("UPDATE pipeline.pipelines SET failures = failures + 1, "
+				  "retry_at = CASE WHEN failures + 1 <= retries THEN "
+				  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
+				  "WHERE name = $1", name, 1);
 }
 
 /* The pipeline ran: an upstream's request to run it is served. */
 void
 catalog_dequeue(const char *name)
 {
-	Oid			type = TEXTOID;
-	Datum		value = CStringGetTextDatum(name);
-
-	run_catalog_statement("UPDATE pipeline.pipelines SET queued_at = NULL WHERE name = $1",
-						  1, &type, &value, NULL, 1);
+	statement_for("UPDATE pipeline.pipelines SET queued_at = NULL WHERE name = $1", name, 1);
 }
 
 /*
@@ -425,10 +421,7 @@ catalog_dequeue(const char *name)
 void
 catalog_queue_downstream(const char *name)
 {
-	Oid			type = TEXTOID;
-	Datum		value = CStringGetTextDatum(name);
-
-	run_catalog_statement("UPDATE pipeline.pipelines SET queued_at = coalesce(queued_at, pg_catalog.now()) "
-						  "WHERE name IN (SELECT downstream FROM pipeline.dependencies WHERE upstream = $1)",
-						  1, &type, &value, NULL, -1);
+	statement_for("UPDATE pipeline.pipelines SET queued_at = coalesce(queued_at, pg_catalog.now()) "
+				  "WHERE name IN (SELECT downstream FROM pipeline.dependencies WHERE upstream = $1)",
+				  name, -1);
 }

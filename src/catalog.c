@@ -67,6 +67,14 @@ catalog_lock_pipeline(const char *name)
 					   ExclusiveLock);
 }
 
+/* The same lock, only if it is free now. */
+bool
+catalog_try_lock_pipeline(const char *name)
+{
+	return ConditionalLockDatabaseObject(catalog_relid(), pipeline_lock_key_of(name), 0,
+										 ExclusiveLock);
+}
+
 const char *
 load_mode_name(LoadMode mode)
 {

@@ -100,6 +100,7 @@ extern const char *catalog_search_path;
 extern Oid	catalog_relid(void);
 extern Oid	pipeline_lock_key_of(const char *name);
 extern void catalog_lock_pipeline(const char *name);
+extern bool catalog_try_lock_pipeline(const char *name);
 extern Pipeline *catalog_read_pipeline(const char *name, bool missing_ok);
 extern Pipeline *open_owned_pipeline(const char *name);
 extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);

@@ -346,6 +346,17 @@ alert(const Pipeline *p, const RunRecord *run, const char *previous)
 	Async_Notify("pipeline_events", payload.data);
 }
 
+/*
+ * A call from a person (or pipeline_run_all) waits for a run of the same
+ * pipeline in another session; the automated ones (cron, workers, retries,
+ * cascades) skip it, so they never pile up behind a long run.
+ */
+static bool
+waits_for_lock(const char *trigger)
+{
+	return strcmp(trigger, "manual") == 0 || strcmp(trigger, "run_all") == 0;
+}
+
 Datum
 pipeline_run(PG_FUNCTION_ARGS)
 {
@@ -355,6 +366,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 	RunRecord	run = {0};
 	Pipeline   *p;
 	HeapTuple	result;
+	bool		busy;
 
 	run.trigger = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
@@ -363,14 +375,21 @@ pipeline_run(PG_FUNCTION_ARGS)
 	check_isolation(name);
 
 	SPI_connect();
-	catalog_lock_pipeline(name);
+	busy = !waits_for_lock(run.trigger) && !catalog_try_lock_pipeline(name);
+	if (!busy && waits_for_lock(run.trigger))
+		catalog_lock_pipeline(name);
 	p = catalog_read_pipeline(name, false);
 	check_pipeline_owner(p);
 
 	run.started_at = GetCurrentTimestamp();
 	run.attempt = p->failures + 1;
 	run.range.from = run.range.to = p->last_watermark;
-	if (!p->enabled)
+	if (busy)
+	{
+		run.status = "skipped";
+		run.error = psprintf("pipeline \"%s\" is already running", p->name);
+	}
+	else if (!p->enabled)
 		run.status = "skipped";
 	else
 		run_guarded(p, &run);

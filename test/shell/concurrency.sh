@@ -84,5 +84,24 @@ wait $replacer
 is "$(q test "$PORT" "$DB" "SELECT count(*) || ' ' || sum(n) FROM per_client")" "6 $src" \
   "after it commits, they see the new contents whole"
 
+# a run in progress: a manual call waits for it, an automated one skips it
+cluster_psql test "$PORT" -d "$DB" -qAt -c "BEGIN" -c "SELECT pipeline_run('conc')" \
+  -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null &
+holder=$!
+sleep 0.5
+is "$(q test "$PORT" "$DB" "SELECT status || ': ' || error FROM pipeline_run('conc', 'cron')")" \
+  'skipped: pipeline "conc" is already running' "an automated run skips a pipeline that is running"
+q test "$PORT" "$DB" "SELECT status FROM pipeline_run('conc')" >"$work/manual.out" &
+manual=$!
+waiting=no
+for _ in $(seq 1 30); do
+  [ "$(q test "$PORT" "$DB" "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pipeline_run(''conc'')%'")" = 1 ] && { waiting=yes; break; }
+  sleep 0.1
+done
+is "$waiting" yes "a manual run waits on the pipeline's lock instead"
+wait $holder
+wait $manual
+is "$(cat "$work/manual.out")" "skipped" "and runs once the first commits, finding nothing left"
+
 cluster_psql test "$PORT" -q -c "DROP DATABASE $DB"
 done_testing

@@ -151,6 +151,12 @@ LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION pipeline_lock_key(text) IS
     'objid of the lock a running pipeline holds (pg_locks.objid)';
 
+/* How far a pipeline is behind its source: newest watermark minus the committed one. */
+CREATE FUNCTION pipeline_lag(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pipeline_lag'
+LANGUAGE C STRICT STABLE;
+
 /* When a pg_cron schedule next fires after a time (GMT, as pg_cron 1.4). */
 CREATE FUNCTION pipeline_cron_next(schedule text, after timestamptz DEFAULT now())
 RETURNS timestamptz
@@ -189,7 +195,8 @@ SELECT p.name AS pipeline,
        last.rows_read AS last_rows_read,
        last.rows_loaded AS last_rows_loaded,
        last.error AS last_error,
-       now() - p.last_success_at AS freshness
+       now() - p.last_success_at AS freshness,
+       pg_catalog.pipeline_lag(p.name) AS lag
 FROM pipeline.pipelines p
 LEFT JOIN LATERAL (
     SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_loaded,

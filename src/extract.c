@@ -482,3 +482,35 @@ batch_query(const Pipeline *p, const BatchRange *range)
 						 column, quote_literal_cstr(range->from), type);
 	return sql.data;
 }
+
+/*
+ * How far the committed watermark is behind the source's newest row: a
+ * number, an interval or days, as text; NULL for a snapshot pipeline, an
+ * empty source, or a source that no longer exists. For pipeline.status.
+ */
+char *
+watermark_lag(const Pipeline *p)
+{
+	IdentityFrame frame;
+	char	   *column;
+	char	   *type;
+	char	   *sql;
+	char	   *lag = NULL;
+
+	if (p->watermark == NULL || get_rel_name(p->source) == NULL ||
+		get_attnum(p->source, p->watermark) == InvalidAttrNumber)
+		return NULL;
+	column = (char *) quote_identifier(p->watermark);
+	type = format_type_be_qualified(watermark_type(p));
+	sql = psprintf("SELECT (pg_catalog.max(%s) OPERATOR(pg_catalog.-) "
+				   "coalesce(CAST($1 AS %s), pg_catalog.min(%s)))::pg_catalog.text "
+				   "FROM %s WHERE $2 IS NULL",
+				   column, type, column, qualified_relation_name(p->source));
+	identity_enter(&frame, p->owner, p->search_path);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (watermark_query(sql, p->last_watermark, NULL))
+		lag = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	identity_leave(&frame);
+	return lag;
+}

@@ -156,6 +156,7 @@ extern void check_watermark_column(Oid source, const char *column,
 extern void check_lag(const Pipeline *p);
 extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
 extern char *batch_query(const Pipeline *p, const BatchRange *range);
+extern char *watermark_lag(const Pipeline *p);
 
 /* transform.c: the user's SELECT and conversion to the target's types */
 typedef struct OutputColumn

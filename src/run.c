@@ -27,6 +27,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -35,6 +36,7 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pipeline_run);
+PG_FUNCTION_INFO_V1(pipeline_lag);
 PG_FUNCTION_INFO_V1(pipeline_explain);
 
 /* What a run did: becomes a row of pipeline.runs. */
@@ -471,4 +473,29 @@ pipeline_explain(PG_FUNCTION_ARGS)
 	identity_leave(&frame);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * pipeline_lag(name): how far the pipeline is behind its source (see
+ * watermark_lag). Visible pipelines only: NULL for one the caller does not
+ * own, so pipeline.status can call it on every row.
+ */
+Datum
+pipeline_lag(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	MemoryContext callcontext = CurrentMemoryContext;
+	Pipeline   *p;
+	char	   *lag = NULL;
+
+	SPI_connect();
+	p = catalog_read_pipeline(name, true);
+	if (p && has_privs_of_role(GetUserId(), p->owner))
+		lag = watermark_lag(p);
+	if (lag)
+		lag = MemoryContextStrdup(callcontext, lag);
+	SPI_finish();
+	if (lag == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(lag));
 }

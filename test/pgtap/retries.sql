@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(21);
+SELECT plan(23);
 
 CREATE TABLE src (id serial PRIMARY KEY, v int);
 CREATE TABLE dst (id int, v int);
@@ -57,6 +57,13 @@ SELECT is((SELECT next_run_at FROM pipeline.status WHERE pipeline = 'slow'), now
   'a continuous pipeline is always next');
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"poll_interval": "10 milliseconds"}') $$, '22023', NULL,
   'poll_interval is at least 100 milliseconds');
+
+-- lag in pipeline.status: newest source watermark minus the committed one
+INSERT INTO src (v) VALUES (5), (6), (7);
+SELECT is((SELECT lag FROM pipeline.status WHERE pipeline = 'flaky'), '3',
+  'lag counts the ids the pipeline is behind');
+SELECT is((SELECT lag FROM pipeline.status WHERE pipeline = 'slow'), NULL,
+  'a pipeline without watermark has no lag');
 
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retries": -1}') $$, '22023', NULL, 'retries must be 0 or more');
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retry_delay": "soon"}') $$, '22023', NULL, 'retry_delay must be an interval');

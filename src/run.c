@@ -173,6 +173,9 @@ run_guarded(Pipeline *p, RunRecord *run)
 		arm_timeout(p);
 		do_run(p, run);
 		disarm_timeout();
+		/* the timer fired as the run ended: the run is done, drop the cancel */
+		if (run_timed_out)
+			QueryCancelPending = false;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -397,7 +400,8 @@ pipeline_run(PG_FUNCTION_ARGS)
 		run_guarded(p, &run);
 	run.finished_at = GetCurrentTimestamp();
 
-	if (p->queued)
+	/* a run that did not happen (busy, disabled) leaves the queue mark */
+	if (p->queued && !busy && p->enabled)
 		catalog_dequeue(p->name);
 	if (p->cascade && strcmp(run.status, "succeeded") == 0 &&
 		run.counts.rows_loaded > 0)

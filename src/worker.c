@@ -255,6 +255,8 @@ static void
 start_worker(Managed *m)
 {
 	BackgroundWorker worker;
+	MemoryContext old;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -266,7 +268,11 @@ start_worker(Managed *m)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pipeline worker %s", m->database);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pipeline worker");
 	strlcpy(worker.bgw_extra, m->database, BGW_EXTRALEN);
-	if (!RegisterDynamicBackgroundWorker(&worker, &m->handle))
+	/* the handle is allocated in the current context: it must outlive the tick */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &m->handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
 	{
 		m->handle = NULL;
 		ereport(WARNING,
@@ -329,6 +335,7 @@ launcher_tick(List **managed)
 		if (!still && m->handle)
 		{
 			TerminateBackgroundWorker(m->handle);
+			pfree(m->handle);
 			m->handle = NULL;
 		}
 	}
@@ -344,9 +351,12 @@ launcher_tick(List **managed)
 				m = lfirst(e);
 		if (m == NULL)
 		{
-			m = MemoryContextAllocZero(TopMemoryContext, sizeof(Managed));
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			m = palloc0(sizeof(Managed));
 			strlcpy(m->database, name, NAMEDATALEN);
 			*managed = lappend(*managed, m);
+			MemoryContextSwitchTo(old);
 		}
 		if (m->handle && GetBackgroundWorkerPid(m->handle, &pid) != BGWH_STOPPED)
 		{
@@ -358,6 +368,7 @@ launcher_tick(List **managed)
 			/* it stopped: wait 1, 2, 4 ... up to 60 seconds before the next start */
 			m->restarts = Min(m->restarts + 1, 6);
 			m->not_before = TimestampTzPlusMilliseconds(now, 1000L << (m->restarts - 1));
+			pfree(m->handle);
 			m->handle = NULL;
 		}
 		if (now < m->not_before)
@@ -375,7 +386,9 @@ launcher_tick(List **managed)
 void
 pipeline_launcher_main(Datum arg)
 {
-	List	   *managed = NIL;
+	List	   *managed = NIL;	/* in TopMemoryContext */
+	MemoryContext tick = AllocSetContextCreate(TopMemoryContext, "pipeline launcher tick",
+											   ALLOCSET_SMALL_SIZES);
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -385,6 +398,7 @@ pipeline_launcher_main(Datum arg)
 	for (;;)
 	{
 		long		sleep_ms;
+		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -392,7 +406,11 @@ pipeline_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* the parsed database list is per tick; what is managed lives on */
+		MemoryContextReset(tick);
+		old = MemoryContextSwitchTo(tick);
 		sleep_ms = launcher_tick(&managed);
+		MemoryContextSwitchTo(old);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

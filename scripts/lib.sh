@@ -13,10 +13,11 @@ WORK_BASE=${PIPELINE_WORK:-/tmp/pipeline-work}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-# Run a command as the cluster's OS user.
+# Run a command as the cluster's OS user. runuser lives in /usr/sbin, which
+# a minimal PATH may lack.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    "$(command -v runuser || echo /usr/sbin/runuser)" -u postgres -- "$@"
   else
     "$@"
   fi

@@ -79,6 +79,17 @@ SELECT * FROM pipeline_replay('orders', ARRAY[:bad_total_id]::bigint[]);
 SELECT total FROM orders WHERE order_id = 7;
 SELECT count(*) AS still_waiting FROM pipeline.quarantine WHERE replayed_at IS NULL;
 
+-- a replay into a replace-mode target adds the recovered rows; it never
+-- swaps the target's contents for them
+CREATE TABLE snap_src (k int, n int);
+CREATE TABLE snap (k int, n int CHECK (n < 100));
+INSERT INTO snap_src VALUES (1, 10), (2, 20), (3, 500);
+SELECT pipeline_create('snap', 'snap_src', 'snap', mode => 'replace');
+SELECT rows_loaded, rows_quarantined FROM pipeline_run('snap');
+ALTER TABLE snap DROP CONSTRAINT snap_n_check;
+SELECT * FROM pipeline_replay('snap');
+SELECT * FROM snap ORDER BY k;
+
 -- pipeline_check: the same rules as data tests over an existing table
 SELECT rule, failing_rows, samples FROM pipeline_check('orders', $${
   "columns": {"total": {"min": 0, "max": 100}, "status": {"in": ["pending", "completed"]},
@@ -103,4 +114,4 @@ SELECT rule FROM pipeline.contract_rules;
 SELECT pipeline_divert('{x}', '{}');
 
 DROP EXTENSION pipeline;
-DROP TABLE raw_orders, customers, orders;
+DROP TABLE raw_orders, customers, orders, snap_src, snap;

@@ -323,6 +323,9 @@ load_statements(const Pipeline *p, const BatchRange *range, const char *replay)
 		case LOAD_UPSERT:
 			return list_make1(upsert_statement(p, with_batch, target, rows, output));
 		case LOAD_REPLACE:
+			/* a replay adds the rows it recovers; it never swaps the contents */
+			if (replay)
+				return list_make1(insert_statement(with_batch, target, rows, output));
 			return list_make2(psprintf("DELETE FROM %s", target),
 							  insert_statement(with_batch, target, rows, output));
 	}

@@ -256,11 +256,9 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	types[3] = OIDOID;
 	values[3] = ObjectIdGetDatum(p->target);
 	types[4] = TEXTOID;
-	values[4] = p->transform ? CStringGetTextDatum(p->transform) : (Datum) 0;
-	nulls[4] = p->transform ? ' ' : 'n';
+	values[4] = text_arg(p->transform, &nulls[4]);
 	types[5] = TEXTOID;
-	values[5] = p->watermark ? CStringGetTextDatum(p->watermark) : (Datum) 0;
-	nulls[5] = p->watermark ? ' ' : 'n';
+	values[5] = text_arg(p->watermark, &nulls[5]);
 	types[6] = TEXTOID;
 	values[6] = CStringGetTextDatum(load_mode_name(p->mode));
 	types[7] = TEXTARRAYOID;
@@ -270,8 +268,7 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	values[8] = Int64GetDatum(p->batch_size);
 	nulls[8] = p->batch_size > 0 ? ' ' : 'n';
 	types[9] = TEXTOID;
-	values[9] = p->lag ? CStringGetTextDatum(p->lag) : (Datum) 0;
-	nulls[9] = p->lag ? ' ' : 'n';
+	values[9] = text_arg(p->lag, &nulls[9]);
 	types[10] = BOOLOID;
 	values[10] = BoolGetDatum(p->enabled);
 	types[11] = TEXTOID;
@@ -284,8 +281,7 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	types[14] = TEXTOID;
 	values[14] = CStringGetTextDatum(p->retry_delay);
 	types[15] = TEXTOID;
-	values[15] = p->timeout ? CStringGetTextDatum(p->timeout) : (Datum) 0;
-	nulls[15] = p->timeout ? ' ' : 'n';
+	values[15] = text_arg(p->timeout, &nulls[15]);
 	types[16] = BOOLOID;
 	values[16] = BoolGetDatum(p->cascade);
 	types[17] = BOOLOID;
@@ -390,8 +386,7 @@ catalog_set_watermark(const char *name, const char *watermark, bool succeeded)
 	char		nulls[2] = {' ', ' '};
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = watermark ? CStringGetTextDatum(watermark) : (Datum) 0;
-	nulls[1] = watermark ? ' ' : 'n';
+	values[1] = text_arg(watermark, &nulls[1]);
 	run_catalog_statement(succeeded ?
 						  "UPDATE pipeline.pipelines SET last_watermark = $2, "
 						  "last_success_at = pg_catalog.now(), failures = 0, retry_at = NULL "

@@ -277,8 +277,7 @@ contract_store(const Pipeline *p, List *rules)
 		values[1] = ObjectIdGetDatum(p->owner);
 		values[2] = CStringGetTextDatum(r->name);
 		values[3] = CStringGetTextDatum(r->kind);
-		values[4] = r->column ? CStringGetTextDatum(r->column) : (Datum) 0;
-		nulls[4] = r->column ? ' ' : 'n';
+		values[4] = text_arg(r->column, &nulls[4]);
 		values[5] = CStringGetTextDatum(r->argument);
 		values[6] = CStringGetTextDatum(action_name(r->action));
 		SPI_execute_with_args("INSERT INTO pipeline.contract_rules (pipeline, owner, rule, kind, "

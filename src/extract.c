@@ -339,10 +339,8 @@ watermark_query(const char *sql, const char *arg1, const char *arg2)
 	Datum		values[2];
 	char		nulls[2];
 
-	values[0] = arg1 ? CStringGetTextDatum(arg1) : (Datum) 0;
-	nulls[0] = arg1 ? ' ' : 'n';
-	values[1] = arg2 ? CStringGetTextDatum(arg2) : (Datum) 0;
-	nulls[1] = arg2 ? ' ' : 'n';
+	values[0] = text_arg(arg1, &nulls[0]);
+	values[1] = text_arg(arg2, &nulls[1]);
 	if (SPI_execute_plan(prepared(sql), values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "watermark query failed: %s", sql);
 	return SPI_processed > 0;

@@ -17,6 +17,7 @@
 
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 /* Alias of the source relation inside the generated batch query. */
@@ -193,6 +194,15 @@ extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
 
 /* helpers */
+
+/* An SPI argument from a C string; NULL becomes SQL NULL ('n'). */
+static inline Datum
+text_arg(const char *value, char *null_flag)
+{
+	*null_flag = value ? ' ' : 'n';
+	return value ? PointerGetDatum(cstring_to_text(value)) : (Datum) 0;
+}
+
 extern char *qualified_relation_name(Oid relid);
 extern void sql_error_context_push(ErrorContextCallback *cb,
 								   const char *sql, const char *pipeline);

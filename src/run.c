@@ -216,11 +216,15 @@ run_guarded(Pipeline *p, RunRecord *run)
 	PG_END_TRY();
 }
 
+/* text_arg for heap_form_tuple's bool null flags */
 static Datum
 nullable_text(const char *s, bool *isnull)
 {
-	*isnull = (s == NULL);
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	char		flag;
+	Datum		d = text_arg(s, &flag);
+
+	*isnull = (flag == 'n');
+	return d;
 }
 
 /* The run as a row of pipeline.runs, for the caller. */
@@ -261,26 +265,24 @@ record_run(const Pipeline *p, RunRecord *run)
 	Oid			types[15] = {TEXTOID, OIDOID, TEXTOID, INT8OID, INT8OID, TEXTOID,
 	TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID};
 	Datum		values[15];
-	bool		isnull[15] = {false};
 	char		nulls[15];
 
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = ObjectIdGetDatum(p->owner);
 	values[2] = CStringGetTextDatum(run->status);
 	values[3] = Int64GetDatum(run->counts.rows_read);
 	values[4] = Int64GetDatum(run->counts.rows_loaded);
-	values[5] = nullable_text(run->range.from, &isnull[5]);
-	values[6] = nullable_text(run->range.to, &isnull[6]);
+	values[5] = text_arg(run->range.from, &nulls[5]);
+	values[6] = text_arg(run->range.to, &nulls[6]);
 	values[7] = TimestampTzGetDatum(run->started_at);
-	values[8] = nullable_text(run->error, &isnull[8]);
-	values[9] = nullable_text(run->sqlstate, &isnull[9]);
+	values[8] = text_arg(run->error, &nulls[8]);
+	values[9] = text_arg(run->sqlstate, &nulls[9]);
 	values[10] = Int64GetDatum(run->run_id ? run->run_id : next_run_id());
 	values[11] = Int64GetDatum(run->counts.rows_quarantined);
-	values[12] = nullable_text(run->rule_failures, &isnull[12]);
+	values[12] = text_arg(run->rule_failures, &nulls[12]);
 	values[13] = CStringGetTextDatum(run->trigger);
 	values[14] = Int32GetDatum(run->attempt);
-	for (int i = 0; i < 15; i++)
-		nulls[i] = isnull[i] ? 'n' : ' ';
 	run->run_id = DatumGetInt64(values[10]);
 
 	identity_enter_catalog(&frame);

@@ -58,9 +58,11 @@ store_schedule(const char *name, const char *cron)
 {
 	IdentityFrame frame;
 	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(name), cron ? CStringGetTextDatum(cron) : (Datum) 0};
-	char		nulls[2] = {' ', cron ? ' ' : 'n'};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 
+	values[0] = CStringGetTextDatum(name);
+	values[1] = text_arg(cron, &nulls[1]);
 	identity_enter_catalog(&frame);
 	SPI_execute_with_args("UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1",
 						  2, types, values, nulls, false, 0);

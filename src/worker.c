@@ -445,8 +445,8 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
 	PG_TRY();
 	{
 		Oid			type = TEXTOID;
-		Datum		value = arg ? CStringGetTextDatum(arg) : (Datum) 0;
-		char		nulls = arg ? ' ' : 'n';
+		char		nulls;
+		Datum		value = text_arg(arg, &nulls);
 		bool		isnull;
 
 		SPI_connect();

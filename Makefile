@@ -14,7 +14,10 @@ OBJS = \
 	src/extract.o \
 	src/transform.o \
 	src/load.o \
-	src/run.o
+	src/run.o \
+	src/matview_query.o \
+	src/matview.o \
+	src/matview_capture.o
 
 DATA = pipeline--0.1.sql
 PGFILEDESC = "pipeline - in-database data pipelines"

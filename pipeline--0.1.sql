@@ -436,3 +436,110 @@ BEGIN
     END IF;
 END
 $$;
+
+/*
+ * Incremental materialized views. The view is an ordinary table kept equal
+ * to its query: statement triggers on the base tables log what changed, and
+ * a refresh recomputes only the affected groups (or merges inserted rows
+ * into count/sum/min/max columns). See docs/matviews.md.
+ */
+CREATE TABLE pipeline.matviews (
+    id              bigserial   PRIMARY KEY,
+    relation        regclass    NOT NULL UNIQUE,
+    owner           regrole     NOT NULL,
+    query           text        NOT NULL,
+    refresh         text        NOT NULL CHECK (refresh IN ('deferred', 'immediate')),
+    options         jsonb       NOT NULL DEFAULT '{}',
+    continuous      boolean     NOT NULL DEFAULT false,
+    search_path     text        NOT NULL,
+    timezone        text        NOT NULL,
+    datestyle       text        NOT NULL,
+    base_tables     regclass[]  NOT NULL,
+    columns         jsonb       NOT NULL,
+    algebraic       boolean     NOT NULL,
+    capture         text[]      NOT NULL,
+    recompute       text        NOT NULL,
+    full_query      text        NOT NULL,
+    schedule        text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    last_refresh_at timestamptz
+);
+
+COMMENT ON TABLE pipeline.matviews IS 'One row per incremental materialized view';
+
+SELECT pg_catalog.pg_extension_config_dump('pipeline.matviews', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.matviews_id_seq', '');
+ALTER TABLE pipeline.matviews ENABLE ROW LEVEL SECURITY;
+CREATE POLICY matviews_of_owner ON pipeline.matviews
+    FOR SELECT USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+GRANT SELECT ON pipeline.matviews TO PUBLIC;
+
+CREATE FUNCTION pipeline_create_matview(
+    name    text,
+    query   text,
+    refresh text  DEFAULT 'deferred',
+    options jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_create_matview'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION pipeline_refresh(name text, OUT changes bigint, OUT groups bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pipeline_refresh'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pipeline_drop_matview(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pipeline_drop_matview'
+LANGUAGE C STRICT VOLATILE;
+
+/* Changed base rows not yet applied to a deferred view. */
+CREATE FUNCTION pipeline_pending_changes(matview regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pipeline_pending_changes'
+LANGUAGE C STRICT STABLE;
+
+/* The statement trigger that logs or applies changes of a base table. */
+CREATE FUNCTION pipeline_matview_capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pipeline_matview_capture'
+LANGUAGE C;
+
+/* Refresh the deferred views with option continuous that have changes. */
+CREATE FUNCTION pipeline_refresh_due()
+RETURNS SETOF regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m regclass;
+BEGIN
+    FOR m IN
+        SELECT relation FROM pipeline.matviews
+        WHERE continuous AND refresh = 'deferred'
+          AND pipeline_pending_changes(relation) > 0
+        ORDER BY id
+    LOOP
+        PERFORM pipeline_refresh(m::text);
+        RETURN NEXT m;
+    END LOOP;
+END
+$$;
+
+CREATE VIEW pipeline.matview_status
+WITH (security_invoker = true) AS
+SELECT m.relation AS matview,
+       m.owner,
+       m.refresh,
+       m.base_tables,
+       m.algebraic,
+       m.schedule,
+       CASE WHEN m.refresh = 'immediate' THEN 0
+            ELSE pg_catalog.pipeline_pending_changes(m.relation) END AS pending_changes,
+       m.last_refresh_at,
+       now() - m.last_refresh_at AS freshness
+FROM pipeline.matviews m;
+
+GRANT SELECT ON pipeline.matview_status TO PUBLIC;
+
+COMMENT ON VIEW pipeline.matview_status IS 'One row per incremental materialized view: pending changes, last refresh';

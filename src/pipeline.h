@@ -19,6 +19,7 @@
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 
 /* Alias of the source relation inside the generated batch query. */
 #define BATCH_ALIAS "__pipeline_batch"
@@ -192,6 +193,68 @@ extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
 extern LoadCounts load_replay(const Pipeline *p, const char *replay);
 extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
+
+
+/* matview_query.c, matview.c, matview_capture.c: incremental matviews */
+
+/* How an aggregate column follows inserted rows without a recompute. */
+typedef enum DeltaKind
+{
+	DELTA_NONE,					/* recompute the group */
+	DELTA_COUNT,				/* count(*) and count(x): add */
+	DELTA_SUM,					/* exact sum: add, NULL-aware */
+	DELTA_MIN,					/* least */
+	DELTA_MAX					/* greatest */
+} DeltaKind;
+
+typedef struct MatViewColumn
+{
+	char	   *name;
+	bool		key;			/* a group key (or a key column of a join) */
+	DeltaKind	delta;			/* non-key columns of an algebraic view */
+	int			arg;			/* 1-based a<n> column of the delta, 0: none */
+	char	   *range_step;		/* key is a time bucket of width: SQL interval */
+} MatViewColumn;
+
+typedef struct MatView
+{
+	int64		id;
+	Oid			relid;
+	Oid			owner;
+	char	   *query;
+	bool		immediate;
+	bool		continuous;
+	char	   *search_path;
+	char	   *timezone;
+	char	   *datestyle;
+	List	   *columns;		/* MatViewColumn, in the relation's order */
+	int			nkeys;
+	int			nargs;			/* a<n> columns of the delta */
+	bool		algebraic;		/* inserted rows merge without a recompute */
+	List	   *bases;			/* base tables (Oid) */
+	List	   *capture;		/* per base table: SELECT of k<n>, a<n> over
+								 * __pipeline_rows */
+	char	   *recompute;		/* the query restricted to $params */
+	char	   *full;			/* the query as deparsed */
+	/* create only */
+	List	   *arg_types;		/* Oid of a<n> */
+	List	   *key_types;		/* Oid of k<n> */
+	List	   *range_columns;	/* per key: raw column for a range, or NULL */
+} MatView;
+
+/* Name of the transition table each capture statement reads. */
+#define CAPTURE_ROWS "__pipeline_rows"
+
+extern void matview_analyze(MatView *mv, const char *name);
+extern char *matview_delta_rows(const MatView *mv, const char *source);
+extern char *matview_log_name(int64 id);
+extern MatView *matview_read(Oid relid, bool missing_ok);
+extern MatView *matview_read_by_id(int64 id);
+extern int64 matview_apply(const MatView *mv, const char *delta_sql,
+						   bool insert_only, bool full, Snapshot snapshot);
+extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered);
+extern void matview_enter(const MatView *mv, IdentityFrame *frame);
+extern void refresh_matviews_of(Oid base);
 
 /* helpers */
 

@@ -1,0 +1,959 @@
+/*-------------------------------------------------------------------------
+ *
+ * matview.c
+ *	  pipeline_create_matview, pipeline_refresh, pipeline_drop_matview:
+ *	  tables kept equal to a query by recomputing only what changed.
+ *
+ * A deferred view's base tables log, per statement, the group keys they
+ * touched (and for inserts the arguments of count/sum/min/max) into the
+ * view's change log, pipeline.matview_log_<id>, as arrays: one row per
+ * statement keeps the triggers cheap. A refresh reads the log and the base
+ * tables under ONE snapshot taken after locking the view, so a change is
+ * either in both (applied, its log rows deleted) or in neither (left for
+ * the next refresh): no change is lost or applied twice, whatever writers
+ * commit meanwhile. Groups that lost rows are recomputed from the base
+ * tables (delete + insert of the query restricted to them); groups that
+ * only gained rows merge the delta when the view is algebraic.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "utils/json.h"
+#include "utils/regproc.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(pipeline_create_matview);
+PG_FUNCTION_INFO_V1(pipeline_refresh);
+PG_FUNCTION_INFO_V1(pipeline_drop_matview);
+PG_FUNCTION_INFO_V1(pipeline_pending_changes);
+
+static const char *const delta_names[] = {"none", "count", "sum", "min", "max"};
+
+char *
+matview_log_name(int64 id)
+{
+	return psprintf("pipeline.matview_log_" INT64_FORMAT, id);
+}
+
+/* Run as the owner, under the settings the query was created with. */
+void
+matview_enter(const MatView *mv, IdentityFrame *frame)
+{
+	identity_enter(frame, mv->owner, mv->search_path);
+	(void) set_config_option("TimeZone", mv->timezone, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("DateStyle", mv->datestyle, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+static uint64
+execute(const char *sql, int nparams, Oid *types, Datum *values, const char *nulls,
+		Snapshot snapshot)
+{
+	int			rc;
+
+	if (snapshot != InvalidSnapshot)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nparams, types);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
+								  false, true, 0);
+		SPI_freeplan(plan);
+	}
+	else
+		rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "could not execute \"%s\": %s", sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* Key columns in order, as "prefix.name" or "prefix.k<n>". */
+static char *
+key_list(const MatView *mv, const char *prefix, bool numbered)
+{
+	StringInfoData s;
+	ListCell   *lc;
+	int			k = 0;
+
+	initStringInfo(&s);
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+
+		if (!col->key)
+			continue;
+		k++;
+		appendStringInfo(&s, "%s%s%s", k > 1 ? ", " : "", prefix,
+						 numbered ? psprintf("k%d", k) : quote_identifier(col->name));
+	}
+	return s.data;
+}
+
+/* The groups to recompute, over the view's columns or the delta's k<n>. */
+static char *
+group_predicate(const MatView *mv, const char *prefix, bool numbered)
+{
+	StringInfoData s;
+	ListCell   *lc;
+	int			k = 0;
+
+	initStringInfo(&s);
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+		char	   *ref;
+
+		if (!col->key)
+			continue;
+		ref = psprintf("%s%s", prefix,
+					   numbered ? psprintf("k%d", k + 1) : quote_identifier(col->name));
+		appendStringInfo(&s, "%s(%s = ANY($%d) OR (%s IS NULL AND $%d))",
+						 k > 0 ? " AND " : "", ref, 4 * k + 1, ref, 4 * k + 2);
+		k++;
+	}
+	return s.data;
+}
+
+/* The rows (sign, k1.., a1..) of a deferred view's change log. */
+char *
+matview_delta_rows(const MatView *mv, const char *log)
+{
+	StringInfoData arrays,
+				names;
+
+	initStringInfo(&arrays);
+	initStringInfo(&names);
+	for (int i = 1; i <= mv->nkeys + mv->nargs; i++)
+	{
+		const char *name = i <= mv->nkeys ? psprintf("k%d", i) : psprintf("a%d", i - mv->nkeys);
+
+		appendStringInfo(&arrays, "%sl.%s", i > 1 ? ", " : "", name);
+		appendStringInfo(&names, "%s%s", i > 1 ? ", " : "", name);
+	}
+	return psprintf("SELECT l.sign, u.* FROM %s l CROSS JOIN LATERAL unnest(%s) AS u(%s)",
+					log, arrays.data, names.data);
+}
+
+/*
+ * INSERT .. ON CONFLICT merging the inserted rows of the delta into an
+ * algebraic view; "filtered": leave out the groups being recomputed.
+ */
+char *
+matview_merge_sql(const MatView *mv, const char *delta, bool filtered)
+{
+	StringInfoData select,
+				set;
+	ListCell   *lc;
+	int			k = 0,
+				n = 0;
+
+	initStringInfo(&select);
+	initStringInfo(&set);
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+		const char *c = quote_identifier(col->name);
+		char	   *arg = col->arg ? psprintf("d.a%d", col->arg) : "*";
+
+		if (n++ > 0)
+			appendStringInfoString(&select, ", ");
+		if (col->key)
+		{
+			appendStringInfo(&select, "d.k%d", ++k);
+			continue;
+		}
+		if (set.len > 0)
+			appendStringInfoString(&set, ", ");
+		switch (col->delta)
+		{
+			case DELTA_COUNT:
+				appendStringInfo(&select, "count(%s)", arg);
+				appendStringInfo(&set, "%s = m.%s + excluded.%s", c, c, c);
+				break;
+			case DELTA_SUM:
+				appendStringInfo(&select, "sum(%s)", arg);
+				appendStringInfo(&set, "%s = CASE WHEN m.%s IS NULL THEN excluded.%s "
+								 "WHEN excluded.%s IS NULL THEN m.%s ELSE m.%s + excluded.%s END",
+								 c, c, c, c, c, c, c);
+				break;
+			case DELTA_MIN:
+			case DELTA_MAX:
+				appendStringInfo(&select, "%s(%s)", col->delta == DELTA_MIN ? "min" : "max", arg);
+				appendStringInfo(&set, "%s = %s(m.%s, excluded.%s)", c,
+								 col->delta == DELTA_MIN ? "LEAST" : "GREATEST", c, c);
+				break;
+			case DELTA_NONE:
+				elog(ERROR, "column \"%s\" has no delta", col->name);
+		}
+	}
+	return psprintf("INSERT INTO %s AS m SELECT %s FROM (%s) d WHERE d.sign > 0%s%s "
+					"GROUP BY %s ON CONFLICT (%s) DO %s%s",
+					qualified_relation_name(mv->relid), select.data, delta,
+					filtered ? " AND NOT coalesce(" : "",
+					filtered ? psprintf("%s, false)", group_predicate(mv, "d.", true)) : "",
+					key_list(mv, "d.", true), key_list(mv, "", false),
+					set.len > 0 ? "UPDATE SET " : "NOTHING", set.data);
+}
+
+typedef struct GroupParams
+{
+	int64		groups;			/* delta rows naming groups to recompute */
+	int			n;
+	Oid		   *types;
+	Datum	   *values;
+	char	   *nulls;
+} GroupParams;
+
+/* The groups to recompute, as the parameters of the recompute query. */
+static GroupParams
+groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
+{
+	GroupParams g = {0};
+	StringInfoData sql;
+	ListCell   *lc;
+	int			k = 0,
+				column = 0;
+	HeapTuple	row;
+	TupleDesc	desc;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT count(*)");
+	g.n = 4 * mv->nkeys;
+	g.types = palloc0(sizeof(Oid) * Max(g.n, 1));
+	g.values = palloc0(sizeof(Datum) * Max(g.n, 1));
+	g.nulls = palloc(Max(g.n, 1));
+	memset(g.nulls, 'n', Max(g.n, 1));
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+		Oid			type;
+
+		column++;
+		if (!col->key)
+			continue;
+		k++;
+		type = get_atttype(mv->relid, column);
+		g.types[4 * (k - 1)] = get_array_type(type);
+		g.types[4 * (k - 1) + 1] = BOOLOID;
+		g.types[4 * (k - 1) + 2] = type;
+		g.types[4 * (k - 1) + 3] = type;
+		appendStringInfo(&sql, ", array_agg(DISTINCT d.k%d) FILTER (WHERE d.k%d IS NOT NULL), "
+						 "coalesce(bool_or(d.k%d IS NULL), false)", k, k, k);
+		if (col->range_step)
+			appendStringInfo(&sql, ", min(d.k%d), max(d.k%d) + %s", k, k, col->range_step);
+	}
+	appendStringInfo(&sql, " FROM (%s) d%s", delta, mv->algebraic ? " WHERE d.sign < 0" : "");
+	execute(sql.data, 0, NULL, NULL, NULL, snapshot);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	g.groups = DatumGetInt64(SPI_getbinval(row, desc, 1, &(bool){0}));
+
+	column = 2;
+	k = 0;
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+		int			width = col->range_step ? 4 : 2;
+
+		if (!col->key)
+			continue;
+		for (int i = 0; i < width; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(row, desc, column + i, &isnull);
+
+			if (!isnull)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, column + i - 1);
+
+				g.values[4 * k + i] = SPI_datumTransfer(d, att->attbyval, att->attlen);
+				g.nulls[4 * k + i] = ' ';
+			}
+		}
+		column += width;
+		k++;
+	}
+	return g;
+}
+
+/*
+ * Bring the view up to date with a delta, rows (sign, k1.., a1..): -1 for
+ * rows that left the query's input, +1 for rows that entered it. "full"
+ * recomputes everything (TRUNCATE, or a view without keys). Returns the
+ * groups written.
+ */
+int64
+matview_apply(const MatView *mv, const char *delta, bool insert_only, bool full,
+			  Snapshot snapshot)
+{
+	const char *relation = qualified_relation_name(mv->relid);
+	GroupParams g = {0};
+	int64		written = 0;
+
+	if (full)
+	{
+		execute(psprintf("DELETE FROM %s", relation), 0, NULL, NULL, NULL, snapshot);
+		return execute(psprintf("INSERT INTO %s %s", relation, mv->full), 0, NULL, NULL,
+					   NULL, snapshot);
+	}
+	if (!(insert_only && mv->algebraic))
+		g = groups_to_recompute(mv, delta, snapshot);
+	if (g.groups > 0)
+	{
+		execute(psprintf("DELETE FROM %s WHERE %s", relation, group_predicate(mv, "", false)),
+				g.n, g.types, g.values, g.nulls, snapshot);
+		written += execute(psprintf("INSERT INTO %s %s", relation, mv->recompute),
+						   g.n, g.types, g.values, g.nulls, snapshot);
+	}
+	if (mv->algebraic)
+		written += execute(matview_merge_sql(mv, delta, g.groups > 0),
+						   g.groups > 0 ? g.n : 0, g.types, g.values, g.nulls, snapshot);
+	return written;
+}
+
+static void
+require_read_committed(const char *what, Oid relid)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s of materialized view \"%s\" cannot run in a %s transaction",
+						what, get_rel_name(relid),
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errhint("Use a READ COMMITTED transaction.")));
+}
+
+/* ---- catalog ---- */
+
+static List *
+read_columns(const char *json)
+{
+	Oid			type = JSONBOID;
+	Datum		value = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	List	   *columns = NIL;
+
+	if (SPI_execute_with_args("SELECT c->>'name', (c->>'key')::bool, c->>'delta', "
+							  "(c->>'arg')::int, c->>'range_step' "
+							  "FROM jsonb_array_elements($1) c",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the columns of a materialized view");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		MatViewColumn *col = palloc0(sizeof(MatViewColumn));
+		char	   *delta = SPI_getvalue(t, d, 3);
+		bool		isnull;
+
+		col->name = SPI_getvalue(t, d, 1);
+		col->key = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
+		for (int k = 0; k < lengthof(delta_names); k++)
+			if (strcmp(delta, delta_names[k]) == 0)
+				col->delta = (DeltaKind) k;
+		col->arg = DatumGetInt32(SPI_getbinval(t, d, 4, &isnull));
+		col->range_step = SPI_getvalue(t, d, 5);
+		columns = lappend(columns, col);
+	}
+	return columns;
+}
+
+static char *
+columns_json(const MatView *mv)
+{
+	StringInfoData s;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '[');
+	foreach(lc, mv->columns)
+	{
+		MatViewColumn *col = lfirst(lc);
+
+		if (s.len > 1)
+			appendStringInfoString(&s, ", ");
+		appendStringInfoString(&s, "{\"name\": ");
+		escape_json(&s, col->name);
+		appendStringInfo(&s, ", \"key\": %s, \"delta\": \"%s\", \"arg\": %d",
+						 col->key ? "true" : "false", delta_names[col->delta], col->arg);
+		if (col->range_step)
+		{
+			appendStringInfoString(&s, ", \"range_step\": ");
+			escape_json(&s, col->range_step);
+		}
+		appendStringInfoChar(&s, '}');
+	}
+	appendStringInfoChar(&s, ']');
+	return s.data;
+}
+
+static List *
+oid_array_to_list(Datum array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(array), OIDOID, sizeof(Oid), true,
+					  TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend_oid(result, DatumGetObjectId(elems[i]));
+	return result;
+}
+
+static List *
+text_array_to_list(Datum array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+/* The definition of an incremental view, read as the catalog's owner. */
+MatView *
+matview_read(Oid relid, bool missing_ok)
+{
+	IdentityFrame frame;
+	Oid			type = OIDOID;
+	Datum		value = ObjectIdGetDatum(relid);
+	MatView    *mv;
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		isnull;
+	char	   *columns;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT id, owner::oid, query, refresh = 'immediate', continuous, "
+							  "search_path, timezone, datestyle, base_tables::oid[], "
+							  "columns::text, algebraic, capture, recompute, full_query "
+							  "FROM pipeline.matviews WHERE relation = $1",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.matviews");
+	if (SPI_processed == 0)
+	{
+		identity_leave(&frame);
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not an incremental materialized view", get_rel_name(relid)),
+				 errhint("Create one with pipeline_create_matview().")));
+	}
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	mv = palloc0(sizeof(MatView));
+	mv->relid = relid;
+	mv->id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+	mv->owner = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+	mv->query = SPI_getvalue(t, d, 3);
+	mv->immediate = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
+	mv->continuous = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+	mv->search_path = SPI_getvalue(t, d, 6);
+	mv->timezone = SPI_getvalue(t, d, 7);
+	mv->datestyle = SPI_getvalue(t, d, 8);
+	mv->bases = oid_array_to_list(SPI_getbinval(t, d, 9, &isnull));
+	columns = SPI_getvalue(t, d, 10);
+	mv->algebraic = DatumGetBool(SPI_getbinval(t, d, 11, &isnull));
+	mv->capture = text_array_to_list(SPI_getbinval(t, d, 12, &isnull));
+	mv->recompute = SPI_getvalue(t, d, 13);
+	mv->full = SPI_getvalue(t, d, 14);
+	mv->columns = read_columns(columns);
+	identity_leave(&frame);
+
+	for (ListCell *lc = list_head(mv->columns); lc; lc = lnext(mv->columns, lc))
+	{
+		MatViewColumn *col = lfirst(lc);
+
+		mv->nkeys += col->key ? 1 : 0;
+		mv->nargs = Max(mv->nargs, col->arg);
+	}
+	return mv;
+}
+
+MatView *
+matview_read_by_id(int64 id)
+{
+	IdentityFrame frame;
+	Oid			type = INT8OID;
+	Datum		value = Int64GetDatum(id);
+	Oid			relid;
+	bool		isnull;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT relation::oid FROM pipeline.matviews WHERE id = $1",
+							  1, &type, &value, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "materialized view " INT64_FORMAT " is missing from pipeline.matviews", id);
+	relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   &isnull));
+	identity_leave(&frame);
+	return matview_read(relid, false);
+}
+
+static Oid
+relation_of(const char *name, bool missing_ok)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("materialized view \"%s\" does not exist", name)));
+	return relid;
+}
+
+static MatView *
+open_owned_matview(const char *name)
+{
+	MatView    *mv = matview_read(relation_of(name, false), false);
+
+	if (!has_privs_of_role(GetUserId(), mv->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for materialized view \"%s\"", name),
+				 errdetail("It is owned by role \"%s\".", GetUserNameFromId(mv->owner, false)),
+				 errhint("Only members of the owning role can use it.")));
+	return mv;
+}
+
+static void
+catalog_statement(const char *sql, int n, Oid *types, Datum *values, const char *nulls)
+{
+	IdentityFrame frame;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args(sql, n, types, values, nulls, false, 0) < 0)
+		elog(ERROR, "could not execute \"%s\"", sql);
+	identity_leave(&frame);
+}
+
+static void
+touch_refreshed(const MatView *mv)
+{
+	Oid			type = INT8OID;
+	Datum		value = Int64GetDatum(mv->id);
+
+	catalog_statement("UPDATE pipeline.matviews SET last_refresh_at = now() WHERE id = $1",
+					  1, &type, &value, NULL);
+}
+
+/* ---- create ---- */
+
+static int64
+insert_catalog_row(const MatView *mv, const char *refresh, Jsonb *options)
+{
+	IdentityFrame frame;
+	Oid			types[15] = {OIDOID, OIDOID, TEXTOID, TEXTOID, JSONBOID, BOOLOID, TEXTOID,
+		TEXTOID, TEXTOID, OIDARRAYOID, TEXTOID, BOOLOID, TEXTARRAYOID, TEXTOID, TEXTOID};
+	Datum		values[15];
+	Datum	   *bases = palloc(sizeof(Datum) * list_length(mv->bases));
+	Datum	   *capture = palloc(sizeof(Datum) * list_length(mv->capture));
+	int			i = 0;
+	ListCell   *lc;
+	int64		id;
+	bool		isnull;
+
+	foreach(lc, mv->bases)
+		bases[i++] = ObjectIdGetDatum(lfirst_oid(lc));
+	i = 0;
+	foreach(lc, mv->capture)
+		capture[i++] = CStringGetTextDatum(lfirst(lc));
+	values[0] = ObjectIdGetDatum(mv->relid);
+	values[1] = ObjectIdGetDatum(mv->owner);
+	values[2] = CStringGetTextDatum(mv->query);
+	values[3] = CStringGetTextDatum(refresh);
+	values[4] = JsonbPGetDatum(options);
+	values[5] = BoolGetDatum(mv->continuous);
+	values[6] = CStringGetTextDatum(mv->search_path);
+	values[7] = CStringGetTextDatum(mv->timezone);
+	values[8] = CStringGetTextDatum(mv->datestyle);
+	values[9] = PointerGetDatum(construct_array(bases, list_length(mv->bases), OIDOID,
+												sizeof(Oid), true, TYPALIGN_INT));
+	values[10] = CStringGetTextDatum(columns_json(mv));
+	values[11] = BoolGetDatum(mv->algebraic);
+	values[12] = PointerGetDatum(construct_array(capture, list_length(mv->capture), TEXTOID,
+												 -1, false, TYPALIGN_INT));
+	values[13] = CStringGetTextDatum(mv->recompute);
+	values[14] = CStringGetTextDatum(mv->full);
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("INSERT INTO pipeline.matviews (relation, owner, query, refresh, "
+							  "options, continuous, search_path, timezone, datestyle, "
+							  "base_tables, columns, algebraic, capture, recompute, full_query, "
+							  "last_refresh_at) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::regclass[], "
+							  "$11::jsonb, $12, $13, $14, $15, now()) RETURNING id",
+							  15, types, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into pipeline.matviews");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	identity_leave(&frame);
+	return id;
+}
+
+/* The change log, owned by the view's owner: one row per statement. */
+static void
+create_log(const MatView *mv)
+{
+	StringInfoData sql;
+	IdentityFrame frame;
+	ListCell   *lc;
+	int			i = 0;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s (sign int2 NOT NULL", matview_log_name(mv->id));
+	foreach(lc, mv->key_types)
+		appendStringInfo(&sql, ", k%d %s", ++i,
+						 format_type_be_qualified(get_array_type(lfirst_oid(lc))));
+	i = 0;
+	foreach(lc, mv->arg_types)
+		appendStringInfo(&sql, ", a%d %s", ++i,
+						 format_type_be_qualified(get_array_type(lfirst_oid(lc))));
+	appendStringInfoChar(&sql, ')');
+
+	identity_enter_catalog(&frame);
+	execute(sql.data, 0, NULL, NULL, NULL, InvalidSnapshot);
+	execute(psprintf("ALTER TABLE %s OWNER TO %s", matview_log_name(mv->id),
+					 quote_identifier(GetUserNameFromId(mv->owner, false))),
+			0, NULL, NULL, NULL, InvalidSnapshot);
+	identity_leave(&frame);
+
+	/* DROP TABLE of the view takes its log along */
+	{
+		ObjectAddress log,
+					view;
+		RangeVar   *rv = makeRangeVar("pipeline",
+									  psprintf("matview_log_" INT64_FORMAT, mv->id), -1);
+
+		ObjectAddressSet(log, RelationRelationId, RangeVarGetRelid(rv, NoLock, false));
+		ObjectAddressSet(view, RelationRelationId, mv->relid);
+		recordDependencyOn(&log, &view, DEPENDENCY_AUTO);
+	}
+}
+
+static const char *const trigger_events[][2] = {
+	{"ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS __pipeline_new"},
+	{"upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS __pipeline_old NEW TABLE AS __pipeline_new"},
+	{"del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS __pipeline_old"},
+	{"trunc", "AFTER TRUNCATE ON %s"}};
+
+static char *
+trigger_name(const MatView *mv, int event)
+{
+	return psprintf("pipeline_matview_" INT64_FORMAT "_%s", mv->id, trigger_events[event][0]);
+}
+
+/* Statement triggers on every base table; they go when the view goes. */
+static void
+create_triggers(const MatView *mv)
+{
+	ObjectAddress view;
+	ListCell   *lc;
+
+	ObjectAddressSet(view, RelationRelationId, mv->relid);
+	foreach(lc, mv->bases)
+	{
+		Oid			base = lfirst_oid(lc);
+		ObjectAddress table;
+
+		if (pg_class_aclcheck(base, mv->owner, ACL_TRIGGER) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to capture the changes of table \"%s\"",
+							get_rel_name(base)),
+					 errhint("Grant TRIGGER on it to role \"%s\", or let its owner create the view.",
+							 GetUserNameFromId(mv->owner, false))));
+		for (int e = 0; e < lengthof(trigger_events); e++)
+		{
+			ObjectAddress trigger;
+
+			execute(psprintf("CREATE TRIGGER %s %s FOR EACH STATEMENT "
+							 "EXECUTE FUNCTION pg_catalog.pipeline_matview_capture('" INT64_FORMAT "')",
+							 quote_identifier(trigger_name(mv, e)),
+							 psprintf(trigger_events[e][1], qualified_relation_name(base)),
+							 mv->id),
+					0, NULL, NULL, NULL, InvalidSnapshot);
+			ObjectAddressSet(trigger, TriggerRelationId,
+							 get_trigger_oid(base, trigger_name(mv, e), false));
+			recordDependencyOn(&trigger, &view, DEPENDENCY_AUTO);
+		}
+		/* DROP TABLE of a base table names the view instead of breaking it */
+		ObjectAddressSet(table, RelationRelationId, base);
+		recordDependencyOn(&view, &table, DEPENDENCY_NORMAL);
+	}
+}
+
+static void
+read_options(MatView *mv, Jsonb *options, const char *name)
+{
+	Oid			type = JSONBOID;
+	Datum		value = JsonbPGetDatum(options);
+
+	if (SPI_execute_with_args("SELECT key, jsonb_typeof(value), value #>> '{}' FROM jsonb_each($1)",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options of materialized view \"%s\" must be a JSON object", name)));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *jtype = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *val = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+
+		if (strcmp(key, "continuous") == 0 && strcmp(jtype, "boolean") == 0)
+			mv->continuous = strcmp(val, "true") == 0;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown or invalid option \"%s\" of materialized view \"%s\"",
+							key, name),
+					 errhint("The only option is \"continuous\" (boolean).")));
+	}
+}
+
+Datum
+pipeline_create_matview(PG_FUNCTION_ARGS)
+{
+	const char *name;
+	const char *refresh;
+	Jsonb	   *options;
+	RangeVar   *rv;
+	MatView    *mv;
+	IdentityFrame frame;
+	const char *relation;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name, query, refresh and options of a materialized view must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	refresh = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	options = PG_GETARG_JSONB_P(3);
+	if (strcmp(refresh, "deferred") != 0 && strcmp(refresh, "immediate") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid refresh mode \"%s\" for materialized view \"%s\"", refresh, name),
+				 errhint("Use 'deferred' or 'immediate'.")));
+
+	mv = palloc0(sizeof(MatView));
+	mv->query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	mv->immediate = strcmp(refresh, "immediate") == 0;
+	mv->owner = GetUserId();
+	mv->search_path = pstrdup(GetConfigOption("search_path", false, false));
+	mv->timezone = pstrdup(GetConfigOption("TimeZone", false, false));
+	mv->datestyle = pstrdup(GetConfigOption("DateStyle", false, false));
+
+	SPI_connect();
+	read_options(mv, options, name);
+	if (mv->continuous && mv->immediate)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"continuous\" applies to deferred views only")));
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	if (OidIsValid(RangeVarGetRelid(rv, NoLock, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists", name)));
+	relation = rv->schemaname ? quote_qualified_identifier(rv->schemaname, rv->relname)
+		: quote_identifier(rv->relname);
+
+	matview_enter(mv, &frame);
+	matview_analyze(mv, name);
+	execute(psprintf("CREATE TABLE %s AS %s WITH NO DATA", relation, mv->full),
+			0, NULL, NULL, NULL, InvalidSnapshot);
+	mv->relid = RangeVarGetRelid(rv, NoLock, false);
+	if (mv->nkeys > 0)
+		execute(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", relation, key_list(mv, "", false),
+#if PG_VERSION_NUM >= 150000
+						 " NULLS NOT DISTINCT"
+#else
+						 ""
+#endif
+						 ), 0, NULL, NULL, NULL, InvalidSnapshot);
+	identity_leave(&frame);
+
+	mv->id = insert_catalog_row(mv, refresh, options);
+	if (!mv->immediate)
+		create_log(mv);
+
+	matview_enter(mv, &frame);
+	create_triggers(mv);
+	/* the base tables are locked by the triggers: no change slips between */
+	execute(psprintf("INSERT INTO %s %s", relation, mv->full), 0, NULL, NULL, NULL,
+			InvalidSnapshot);
+	identity_leave(&frame);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ---- refresh ---- */
+
+/*
+ * Apply a deferred view's log. Returns the changed base rows applied and
+ * the groups written through "groups".
+ */
+static int64
+refresh_view(const MatView *mv, int64 *groups)
+{
+	IdentityFrame frame;
+	Snapshot	snapshot;
+	const char *log = matview_log_name(mv->id);
+	int64		changes;
+	bool		truncated;
+	bool		isnull;
+
+	*groups = 0;
+	if (mv->immediate)
+		return 0;
+	require_read_committed("a refresh", mv->relid);
+	/* one refresher at a time; readers go on */
+	LockRelationOid(mv->relid, ExclusiveLock);
+	matview_enter(mv, &frame);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	execute(psprintf("SELECT coalesce(sum(%s), 0)::int8, coalesce(bool_or(sign = 0), false) FROM %s",
+					 mv->nkeys > 0 ? "coalesce(cardinality(k1), 1)" : "1", log),
+			0, NULL, NULL, NULL, snapshot);
+	changes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	truncated = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (changes > 0)
+	{
+		*groups = matview_apply(mv, matview_delta_rows(mv, log), false,
+								truncated || mv->nkeys == 0, snapshot);
+		execute(psprintf("DELETE FROM %s", log), 0, NULL, NULL, NULL, snapshot);
+	}
+	UnregisterSnapshot(snapshot);
+	identity_leave(&frame);
+	if (changes > 0)
+		touch_refreshed(mv);
+	return changes;
+}
+
+Datum
+pipeline_refresh(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int64		groups;
+	int64		changes;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pipeline_refresh must return a record");
+	SPI_connect();
+	changes = refresh_view(open_owned_matview(name), &groups);
+	SPI_finish();
+	values[0] = Int64GetDatum(changes);
+	values[1] = Int64GetDatum(groups);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* After a pipeline loads a table: refresh the deferred views over it. */
+void
+refresh_matviews_of(Oid base)
+{
+	IdentityFrame frame;
+	Oid			type = OIDOID;
+	Datum		value = ObjectIdGetDatum(base);
+	List	   *views = NIL;
+	ListCell   *lc;
+
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT relation::oid FROM pipeline.matviews "
+							  "WHERE refresh = 'deferred' AND $1 = ANY (base_tables::oid[]) "
+							  "ORDER BY id", 1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.matviews");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		views = lappend_oid(views, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																   SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	identity_leave(&frame);
+	foreach(lc, views)
+	{
+		int64		groups;
+
+		(void) refresh_view(matview_read(lfirst_oid(lc), false), &groups);
+	}
+}
+
+Datum
+pipeline_pending_changes(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	MatView    *mv;
+	IdentityFrame frame;
+	int64		pending = 0;
+	bool		isnull;
+
+	SPI_connect();
+	mv = matview_read(relid, true);
+	if (mv && !mv->immediate)
+	{
+		identity_enter_catalog(&frame);
+		execute(psprintf("SELECT coalesce(sum(%s), 0)::int8 FROM %s",
+						 mv->nkeys > 0 ? "coalesce(cardinality(k1), 1)" : "1",
+						 matview_log_name(mv->id)), 0, NULL, NULL, NULL, InvalidSnapshot);
+		pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											  &isnull));
+		identity_leave(&frame);
+	}
+	SPI_finish();
+	if (mv == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(pending);
+}
+
+/* ---- drop ---- */
+
+Datum
+pipeline_drop_matview(PG_FUNCTION_ARGS)
+{
+	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	MatView    *mv;
+	IdentityFrame frame;
+	Oid			type = INT8OID;
+	Datum		value;
+
+	SPI_connect();
+	mv = open_owned_matview(name);
+	value = Int64GetDatum(mv->id);
+	/* triggers and change log depend on the view and go with it */
+	identity_enter_catalog(&frame);
+	execute(psprintf("DROP TABLE %s", qualified_relation_name(mv->relid)), 0, NULL, NULL, NULL,
+			InvalidSnapshot);
+	identity_leave(&frame);
+	catalog_statement("DELETE FROM pipeline.matviews WHERE id = $1", 1, &type, &value, NULL);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,261 @@
+/*-------------------------------------------------------------------------
+ *
+ * matview_capture.c
+ *	  The statement trigger on a view's base tables.
+ *
+ * Deferred views: the changed rows' group keys (and, for inserts into an
+ * algebraic view, the aggregates' arguments) go to the change log as one
+ * row of arrays per statement side, in the writer's transaction, so a
+ * change and its log row commit or vanish together.
+ *
+ * Immediate views: the view is brought up to date inside the statement.
+ * Writers of one immediate view serialise on an ExclusiveLock on it (as
+ * pg_ivm does); an INSERT into an algebraic view is one prepared
+ * INSERT .. ON CONFLICT, the common case kept cheap.
+ *
+ * Both run as the view's owner under its pinned settings, whoever writes.
+ * Plans are prepared once per trigger and backend and kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/lmgr.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(pipeline_matview_capture);
+
+typedef struct CaptureEntry
+{
+	Oid			trigger;		/* hash key: pg_trigger oid */
+	MatView    *mv;
+	char	   *capture;		/* this base table's capture SELECT */
+	SPIPlanPtr	log_new;		/* deferred: log the new rows */
+	SPIPlanPtr	log_old;		/* deferred: log the old rows */
+	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
+} CaptureEntry;
+
+static HTAB *captures = NULL;
+static MemoryContext capture_context = NULL;
+
+/* The capture SELECT reading the transition table "rows". */
+static char *
+capture_of(const CaptureEntry *e, const char *rows)
+{
+	StringInfoData s;
+	const char *p = e->capture;
+	const char *hit;
+
+	initStringInfo(&s);
+	while ((hit = strstr(p, CAPTURE_ROWS)) != NULL)
+	{
+		appendBinaryStringInfo(&s, p, hit - p);
+		appendStringInfoString(&s, rows);
+		p = hit + strlen(CAPTURE_ROWS);
+	}
+	appendStringInfoString(&s, p);
+	return s.data;
+}
+
+static SPIPlanPtr
+keep_plan(const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* INSERT INTO the log: one row of arrays for one side of a statement. */
+static char *
+log_sql(const CaptureEntry *e, bool new_rows)
+{
+	const MatView *mv = e->mv;
+	StringInfoData cols,
+				aggs;
+
+	initStringInfo(&cols);
+	initStringInfo(&aggs);
+	appendStringInfoString(&cols, "sign");
+	appendStringInfo(&aggs, "%d", mv->nkeys == 0 ? 0 : new_rows ? 1 : -1);
+	for (int i = 1; i <= mv->nkeys; i++)
+	{
+		appendStringInfo(&cols, ", k%d", i);
+		appendStringInfo(&aggs, ", array_agg(c.k%d)", i);
+	}
+	/* the algebraic path only reads the arguments of inserted rows */
+	for (int i = 1; new_rows && i <= mv->nargs; i++)
+	{
+		appendStringInfo(&cols, ", a%d", i);
+		appendStringInfo(&aggs, ", array_agg(c.a%d)", i);
+	}
+	return psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s) c HAVING count(*) > 0",
+					matview_log_name(mv->id), cols.data, aggs.data,
+					capture_of(e, new_rows ? "__pipeline_new" : "__pipeline_old"));
+}
+
+/* The cached definition of the trigger that fired; plans come on first use. */
+static CaptureEntry *
+capture_entry(TriggerData *td)
+{
+	CaptureEntry *e;
+	bool		found;
+	MemoryContext old;
+	MatView    *mv;
+	Oid			base = RelationGetRelid(td->tg_relation);
+	int			index = 0;
+	ListCell   *lc;
+
+	if (captures == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		capture_context = AllocSetContextCreate(CacheMemoryContext, "pipeline matview capture",
+												ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CaptureEntry);
+		ctl.hcxt = capture_context;
+		captures = hash_create("pipeline matview captures", 32, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(captures, &td->tg_trigger->tgoid, HASH_FIND, &found);
+	if (found)
+		return e;
+
+	if (td->tg_trigger->tgnargs != 1)
+		elog(ERROR, "pipeline_matview_capture takes the view's id");
+	old = MemoryContextSwitchTo(capture_context);
+	mv = matview_read_by_id(pg_strtoint64(td->tg_trigger->tgargs[0]));
+	foreach(lc, mv->bases)
+	{
+		if (lfirst_oid(lc) == base)
+			break;
+		index++;
+	}
+	if (index >= list_length(mv->bases))
+		elog(ERROR, "table \"%s\" is not a base table of materialized view \"%s\"",
+			 RelationGetRelationName(td->tg_relation), get_rel_name(mv->relid));
+	MemoryContextSwitchTo(old);
+
+	e = hash_search(captures, &td->tg_trigger->tgoid, HASH_ENTER, &found);
+	memset(e, 0, sizeof(CaptureEntry));
+	e->trigger = td->tg_trigger->tgoid;
+	e->mv = mv;
+	e->capture = list_nth(mv->capture, index);
+	return e;
+}
+
+static bool
+has_rows(Tuplestorestate *rows)
+{
+	return rows != NULL && tuplestore_tuple_count(rows) > 0;
+}
+
+static void
+run_plan(SPIPlanPtr plan)
+{
+	int			rc = SPI_execute_plan(plan, NULL, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "matview capture failed: %s", SPI_result_code_string(rc));
+}
+
+static void
+log_changes(CaptureEntry *e, TriggerData *td)
+{
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (SPI_execute(psprintf("INSERT INTO %s (sign) VALUES (0)", matview_log_name(e->mv->id)),
+						false, 0) < 0)
+			elog(ERROR, "could not log a TRUNCATE");
+		return;
+	}
+	if (has_rows(td->tg_oldtable))
+	{
+		if (e->log_old == NULL)
+			e->log_old = keep_plan(log_sql(e, false));
+		run_plan(e->log_old);
+	}
+	if (has_rows(td->tg_newtable))
+	{
+		if (e->log_new == NULL)
+			e->log_new = keep_plan(log_sql(e, true));
+		run_plan(e->log_new);
+	}
+}
+
+static void
+apply_changes(CaptureEntry *e, TriggerData *td)
+{
+	const MatView *mv = e->mv;
+	StringInfoData delta;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("immediate materialized view \"%s\" cannot be maintained in a %s transaction",
+						get_rel_name(mv->relid),
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errhint("Write in a READ COMMITTED transaction, or recreate the view with refresh 'deferred'.")));
+	/* writers of the view go one at a time, each seeing the last one's result */
+	LockRelationOid(mv->relid, ExclusiveLock);
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		(void) matview_apply(mv, NULL, false, true, InvalidSnapshot);
+		return;
+	}
+	if (!has_rows(td->tg_oldtable) && !has_rows(td->tg_newtable))
+		return;
+	if (mv->algebraic && !has_rows(td->tg_oldtable))
+	{
+		if (e->merge_new == NULL)
+			e->merge_new = keep_plan(matview_merge_sql(mv,
+													   psprintf("SELECT 1 AS sign, c.* FROM (%s) c",
+																capture_of(e, "__pipeline_new")),
+													   false));
+		run_plan(e->merge_new);
+		return;
+	}
+	initStringInfo(&delta);
+	if (has_rows(td->tg_oldtable))
+		appendStringInfo(&delta, "SELECT -1 AS sign, c.* FROM (%s) c",
+						 capture_of(e, "__pipeline_old"));
+	if (has_rows(td->tg_newtable))
+		appendStringInfo(&delta, "%sSELECT 1 AS sign, c.* FROM (%s) c",
+						 delta.len > 0 ? " UNION ALL " : "", capture_of(e, "__pipeline_new"));
+	(void) matview_apply(mv, delta.data, false, mv->nkeys == 0, InvalidSnapshot);
+}
+
+Datum
+pipeline_matview_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	CaptureEntry *e;
+	IdentityFrame frame;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+		!TRIGGER_FIRED_AFTER(td->tg_event))
+		elog(ERROR, "pipeline_matview_capture must be an AFTER ... FOR EACH STATEMENT trigger");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "could not register the transition tables");
+	e = capture_entry(td);
+	matview_enter(e->mv, &frame);
+	if (e->mv->immediate)
+		apply_changes(e, td);
+	else
+		log_changes(e, td);
+	identity_leave(&frame);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

@@ -163,62 +163,7 @@ RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'pipeline_cron_next'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
-CREATE VIEW pipeline.status
-WITH (security_invoker = true) AS
-SELECT p.name AS pipeline,
-       p.owner,
-       p.source,
-       p.target,
-       p.mode,
-       CASE
-           WHEN running.pid IS NOT NULL THEN 'running'
-           WHEN NOT p.enabled THEN 'disabled'
-           WHEN last.status = 'failed' THEN 'failed'
-           ELSE 'idle'
-       END AS state,
-       p.enabled,
-       p.schedule,
-       CASE
-           WHEN NOT p.enabled THEN NULL
-           WHEN p.continuous THEN now()
-           ELSE least(pg_catalog.pipeline_cron_next(p.schedule), p.retry_at,
-                      CASE WHEN p.queued_at IS NOT NULL THEN now() END)
-       END AS next_run_at,
-       p.failures,
-       p.retry_at AS next_retry_at,
-       p.queued_at,
-       p.last_watermark AS watermark,
-       last.run_id AS last_run_id,
-       last.status AS last_status,
-       last.finished_at AS last_run_at,
-       p.last_success_at,
-       last.rows_read AS last_rows_read,
-       last.rows_loaded AS last_rows_loaded,
-       last.error AS last_error,
-       now() - p.last_success_at AS freshness,
-       pg_catalog.pipeline_lag(p.name) AS lag
-FROM pipeline.pipelines p
-LEFT JOIN LATERAL (
-    SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_loaded,
-           r.error
-    FROM pipeline.runs r
-    WHERE r.pipeline = p.name
-    ORDER BY r.run_id DESC
-    LIMIT 1) last ON true
-LEFT JOIN LATERAL (
-    SELECT l.pid
-    FROM pg_catalog.pg_locks l
-    WHERE l.locktype = 'object'
-      AND l.classid = 'pipeline.pipelines'::regclass
-      AND l.objid = pg_catalog.pipeline_lock_key(p.name)
-      AND l.granted
-      -- the caller's own finished run holds its lock until commit
-      AND l.pid <> pg_catalog.pg_backend_pid()
-    LIMIT 1) running ON true;
 
-GRANT SELECT ON pipeline.status TO PUBLIC;
-
-COMMENT ON VIEW pipeline.status IS 'One row per pipeline: state, last run, freshness';
 
 /*
  * The DAG: a pipeline runs after those it depends on, declared (option
@@ -543,3 +488,101 @@ FROM pipeline.matviews m;
 GRANT SELECT ON pipeline.matview_status TO PUBLIC;
 
 COMMENT ON VIEW pipeline.matview_status IS 'One row per incremental materialized view: pending changes, last refresh';
+
+CREATE VIEW pipeline.status
+WITH (security_invoker = true) AS
+SELECT p.name AS pipeline,
+       p.owner,
+       p.source,
+       p.target,
+       p.mode,
+       CASE
+           WHEN running.pid IS NOT NULL THEN 'running'
+           WHEN NOT p.enabled THEN 'disabled'
+           WHEN last.status = 'failed' THEN 'failed'
+           ELSE 'idle'
+       END AS state,
+       p.enabled,
+       p.schedule,
+       CASE
+           WHEN NOT p.enabled THEN NULL
+           WHEN p.continuous THEN now()
+           ELSE least(pg_catalog.pipeline_cron_next(p.schedule), p.retry_at,
+                      CASE WHEN p.queued_at IS NOT NULL THEN now() END)
+       END AS next_run_at,
+       p.failures,
+       p.retry_at AS next_retry_at,
+       p.queued_at,
+       p.last_watermark AS watermark,
+       last.run_id AS last_run_id,
+       last.status AS last_status,
+       last.finished_at AS last_run_at,
+       p.last_success_at,
+       last.rows_read AS last_rows_read,
+       last.rows_loaded AS last_rows_loaded,
+       last.error AS last_error,
+       now() - p.last_success_at AS freshness,
+       pg_catalog.pipeline_lag(p.name) AS lag,
+       'pipeline'::text AS kind,
+       NULL::bigint AS pending_changes
+FROM pipeline.pipelines p
+LEFT JOIN LATERAL (
+    SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_loaded,
+           r.error
+    FROM pipeline.runs r
+    WHERE r.pipeline = p.name
+    ORDER BY r.run_id DESC
+    LIMIT 1) last ON true
+LEFT JOIN LATERAL (
+    SELECT l.pid
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'object'
+      AND l.classid = 'pipeline.pipelines'::regclass
+      AND l.objid = pg_catalog.pipeline_lock_key(p.name)
+      AND l.granted
+      -- the caller's own finished run holds its lock until commit
+      AND l.pid <> pg_catalog.pg_backend_pid()
+    LIMIT 1) running ON true
+UNION ALL
+SELECT m.relation::text,
+       m.owner,
+       NULL::regclass,
+       m.relation,
+       m.refresh,
+       CASE WHEN m.refresh = 'deferred' AND pending.n > 0 THEN 'stale' ELSE 'fresh' END,
+       true,
+       m.schedule,
+       CASE WHEN m.continuous THEN now() ELSE pg_catalog.pipeline_cron_next(m.schedule) END,
+       0, NULL, NULL, NULL, NULL, NULL, NULL,
+       m.last_refresh_at,
+       NULL, NULL, NULL,
+       now() - m.last_refresh_at,
+       NULL,
+       'matview',
+       pending.n
+FROM pipeline.matviews m,
+LATERAL (SELECT CASE WHEN m.refresh = 'immediate' THEN 0
+                     ELSE pg_catalog.pipeline_pending_changes(m.relation) END AS n) pending;
+
+GRANT SELECT ON pipeline.status TO PUBLIC;
+
+COMMENT ON VIEW pipeline.status IS 'One row per pipeline or incremental materialized view: state, last run, freshness';
+
+/* A view dropped with DROP TABLE (or with a base table, CASCADE) leaves the catalog too. */
+CREATE FUNCTION pipeline.forget_dropped_matviews()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pipeline.matviews m
+    USING pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass
+      AND d.objsubid = 0
+      AND d.objid = m.relation::oid;
+END
+$$;
+
+CREATE EVENT TRIGGER pipeline_forget_dropped_matviews ON sql_drop
+    EXECUTE FUNCTION pipeline.forget_dropped_matviews();

@@ -498,6 +498,47 @@ matview_read(Oid relid, bool missing_ok)
 	return mv;
 }
 
+static char *
+copy_string(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * A deep copy in the current memory context. (Anything read through SPI
+ * lives in the SPI procedure context, which SPI_finish frees.)
+ */
+MatView *
+matview_copy(const MatView *src)
+{
+	MatView    *mv = palloc(sizeof(MatView));
+	ListCell   *lc;
+
+	*mv = *src;
+	mv->query = copy_string(src->query);
+	mv->search_path = copy_string(src->search_path);
+	mv->timezone = copy_string(src->timezone);
+	mv->datestyle = copy_string(src->datestyle);
+	mv->recompute = copy_string(src->recompute);
+	mv->full = copy_string(src->full);
+	mv->bases = list_copy(src->bases);
+	mv->columns = NIL;
+	foreach(lc, src->columns)
+	{
+		MatViewColumn *col = palloc(sizeof(MatViewColumn));
+
+		*col = *(MatViewColumn *) lfirst(lc);
+		col->name = copy_string(col->name);
+		col->range_step = copy_string(col->range_step);
+		mv->columns = lappend(mv->columns, col);
+	}
+	mv->capture = NIL;
+	foreach(lc, src->capture)
+		mv->capture = lappend(mv->capture, copy_string(lfirst(lc)));
+	mv->arg_types = mv->key_types = mv->range_columns = NIL;
+	return mv;
+}
+
 MatView *
 matview_read_by_id(int64 id)
 {
@@ -518,6 +559,40 @@ matview_read_by_id(int64 id)
 	return matview_read(relid, false);
 }
 
+/* The name in a view's pg_cron job: its schema-qualified name. */
+char *
+matview_job_key(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* The incremental view of that name, or InvalidOid. */
+Oid
+matview_relation(const char *name)
+{
+	Oid			relid = InvalidOid;
+	List	   *names;
+	MemoryContext context = CurrentMemoryContext;
+
+	/* a pipeline name need not be a valid relation name */
+	PG_TRY();
+	{
+		names = stringToQualifiedNameList(name);
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		FlushErrorState();
+		relid = InvalidOid;
+	}
+	PG_END_TRY();
+	if (OidIsValid(relid) && matview_read(relid, true) == NULL)
+		relid = InvalidOid;
+	return relid;
+}
+
 static Oid
 relation_of(const char *name, bool missing_ok)
 {
@@ -531,7 +606,7 @@ relation_of(const char *name, bool missing_ok)
 	return relid;
 }
 
-static MatView *
+MatView *
 open_owned_matview(const char *name)
 {
 	MatView    *mv = matview_read(relation_of(name, false), false);
@@ -948,6 +1023,7 @@ pipeline_drop_matview(PG_FUNCTION_ARGS)
 	SPI_connect();
 	mv = open_owned_matview(name);
 	value = Int64GetDatum(mv->id);
+	unschedule_dropped(matview_job_key(mv->relid));
 	/* triggers and change log depend on the view and go with it */
 	identity_enter_catalog(&frame);
 	execute(psprintf("DROP TABLE %s", qualified_relation_name(mv->relid)), 0, NULL, NULL, NULL,

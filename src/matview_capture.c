@@ -133,8 +133,9 @@ capture_entry(TriggerData *td)
 
 	if (td->tg_trigger->tgnargs != 1)
 		elog(ERROR, "pipeline_matview_capture takes the view's id");
-	old = MemoryContextSwitchTo(capture_context);
 	mv = matview_read_by_id(pg_strtoint64(td->tg_trigger->tgargs[0]));
+	old = MemoryContextSwitchTo(capture_context);
+	mv = matview_copy(mv);
 	foreach(lc, mv->bases)
 	{
 		if (lfirst_oid(lc) == base)

@@ -41,6 +41,7 @@
 #include "parser/parser.h"
 #include "parser/parsetree.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
@@ -435,6 +436,23 @@ find_deltas(MatView *mv, Analysis *a)
 	mv->nargs = list_length(a->arg_raw);
 }
 
+/*
+ * Query text with every name outside pg_catalog schema-qualified, so that
+ * it means the same under any search_path.
+ */
+static char *
+deparse(Query *q)
+{
+	int			level = NewGUCNestLevel();
+	char	   *sql;
+
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	sql = pg_get_querydef(q, false);
+	AtEOXact_GUC(true, level);
+	return sql;
+}
+
 static Query *
 analyze_raw(Node *stmt, const char *sql, Oid *param_types, int nparams)
 {
@@ -498,7 +516,7 @@ capture_sql(MatView *mv, Analysis *a, Oid base)
 			rte->inh = false;
 		}
 	}
-	return pg_get_querydef(q, false);
+	return deparse(q);
 }
 
 static Node *
@@ -578,8 +596,7 @@ recompute_sql(MatView *mv, Analysis *a)
 	if (quals != NIL)
 		sel->whereClause = list_length(quals) == 1 ? linitial(quals) :
 			(Node *) makeBoolExpr(AND_EXPR, quals, -1);
-	return pg_get_querydef(analyze_raw((Node *) sel, mv->query, types, 4 * mv->nkeys),
-						   false);
+	return deparse(analyze_raw((Node *) sel, mv->query, types, 4 * mv->nkeys));
 }
 
 /* The view's columns, from the analysed select list. */
@@ -638,5 +655,5 @@ matview_analyze(MatView *mv, const char *name)
 	foreach(lc, mv->bases)
 		mv->capture = lappend(mv->capture, capture_sql(mv, &a, lfirst_oid(lc)));
 	mv->recompute = recompute_sql(mv, &a);
-	mv->full = pg_get_querydef(a.query, false);
+	mv->full = deparse(a.query);
 }

@@ -250,6 +250,10 @@ extern char *matview_delta_rows(const MatView *mv, const char *source);
 extern char *matview_log_name(int64 id);
 extern MatView *matview_read(Oid relid, bool missing_ok);
 extern MatView *matview_read_by_id(int64 id);
+extern MatView *matview_copy(const MatView *src);
+extern MatView *open_owned_matview(const char *name);
+extern Oid	matview_relation(const char *name);
+extern char *matview_job_key(Oid relid);
 extern int64 matview_apply(const MatView *mv, const char *delta_sql,
 						   bool insert_only, bool full, Snapshot snapshot);
 extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered);

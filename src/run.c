@@ -117,6 +117,10 @@ do_run(Pipeline *p, RunRecord *run)
 
 	route_check_limits(p, run->counts.rows_read);
 	run->counts.rows_quarantined = route_store(p, run->run_id);
+
+	/* deferred incremental views over the target catch up in the same run */
+	if (run->counts.rows_loaded > 0)
+		refresh_matviews_of(p->target);
 }
 
 /*

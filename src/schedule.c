@@ -2,7 +2,7 @@
  *
  * schedule.c
  *	  Scheduling through pg_cron: a job named "pipeline:<name>" that calls
- *	  pipeline_run.
+ *	  pipeline_run, or pipeline_refresh for an incremental materialized view.
  *
  * The job belongs to the role that calls pipeline_schedule (a member of the
  * pipeline's owner): pg_cron connects as the job's user, which must be able
@@ -53,19 +53,54 @@ job_name(const char *name)
 	return psprintf("pipeline:%s", name);
 }
 
+/*
+ * What a job is for: a pipeline (runs it) or an incremental materialized
+ * view (refreshes it), locked and checked for ownership. "key" is the name
+ * in the job's name: the pipeline's, or the view's qualified name.
+ */
+typedef struct JobTarget
+{
+	const char *key;
+	const char *command;
+	const char *catalog_update; /* sets the schedule column: $1 key, $2 cron */
+} JobTarget;
+
+static JobTarget
+job_target(const char *name)
+{
+	JobTarget	t;
+	Oid			view = InvalidOid;
+
+	if (catalog_read_pipeline(name, true) == NULL)
+		view = matview_relation(name);
+	if (!OidIsValid(view))
+	{
+		(void) open_owned_pipeline(name);
+		t.key = name;
+		t.command = psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
+		t.catalog_update = "UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1";
+		return t;
+	}
+	(void) open_owned_matview(name);
+	t.key = matview_job_key(view);
+	t.command = psprintf("SELECT pg_catalog.pipeline_refresh(%s)", quote_literal_cstr(t.key));
+	t.catalog_update = "UPDATE pipeline.matviews SET schedule = $2 "
+		"WHERE relation = pg_catalog.to_regclass($1)";
+	return t;
+}
+
 static void
-store_schedule(const char *name, const char *cron)
+store_schedule(const JobTarget *t, const char *cron)
 {
 	IdentityFrame frame;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 
-	values[0] = CStringGetTextDatum(name);
+	values[0] = CStringGetTextDatum(t->key);
 	values[1] = text_arg(cron, &nulls[1]);
 	identity_enter_catalog(&frame);
-	SPI_execute_with_args("UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1",
-						  2, types, values, nulls, false, 0);
+	SPI_execute_with_args(t->catalog_update, 2, types, values, nulls, false, 0);
 	identity_leave(&frame);
 }
 
@@ -79,19 +114,19 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		isnull;
 	int64		jobid;
+	JobTarget	t;
 
 	SPI_connect();
-	(void) open_owned_pipeline(name);
+	t = job_target(name);
 	require_cron(name);
-	values[0] = CStringGetTextDatum(job_name(name));
+	values[0] = CStringGetTextDatum(job_name(t.key));
 	values[1] = CStringGetTextDatum(cron);
-	values[2] = CStringGetTextDatum(psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')",
-											 quote_literal_cstr(name)));
+	values[2] = CStringGetTextDatum(t.command);
 	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, types, values,
 							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "cron.schedule failed for pipeline \"%s\"", name);
+		elog(ERROR, "cron.schedule failed for \"%s\"", name);
 	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	store_schedule(name, cron);
+	store_schedule(&t, cron);
 	SPI_finish();
 	PG_RETURN_INT64(jobid);
 }
@@ -118,16 +153,17 @@ Datum
 pipeline_unschedule(PG_FUNCTION_ARGS)
 {
 	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	JobTarget	t;
 
 	SPI_connect();
-	(void) open_owned_pipeline(name);
+	t = job_target(name);
 	require_cron(name);
-	if (remove_jobs(name) == 0)
+	if (remove_jobs(t.key) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline \"%s\" is not scheduled", name),
-				 errhint("See SELECT * FROM cron.job WHERE jobname = 'pipeline:%s'.", name)));
-	store_schedule(name, NULL);
+				 errmsg("\"%s\" is not scheduled", name),
+				 errhint("See SELECT * FROM cron.job WHERE jobname = '%s'.", job_name(t.key))));
+	store_schedule(&t, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -465,8 +465,13 @@ BEGIN
           AND pipeline_pending_changes(relation) > 0
         ORDER BY id
     LOOP
-        PERFORM pipeline_refresh(m::text);
-        RETURN NEXT m;
+        BEGIN
+            PERFORM pipeline_refresh(m::text);
+            RETURN NEXT m;
+        EXCEPTION WHEN OTHERS THEN
+            -- one broken view must not stop the others (nor the worker)
+            RAISE WARNING 'refresh of materialized view % failed: %', m, SQLERRM;
+        END;
     END LOOP;
 END
 $$;

@@ -537,11 +537,12 @@ typedef struct WorkerState
 	TimestampTz next_refresh;	/* re-read the pipelines, run the due ones */
 	SPIPlanPtr	run_plan;
 	SPIPlanPtr	due_plan;
+	SPIPlanPtr	refresh_plan;
 } WorkerState;
 
 /*
  * Once a second: re-read the continuous pipelines (new, altered, dropped)
- * and run what is due (cascades, retries). Polls in between cost one
+ * and run what is due (cascades, retries, continuous matviews). Polls in between cost one
  * transaction per continuous pipeline, which keeps an idle worker cheap.
  */
 static void
@@ -554,9 +555,15 @@ worker_refresh(WorkerState *state)
 	MemoryContextDelete(state->context);
 	state->context = fresh;
 	if (state->installed)
+	{
 		(void) run_in_transaction(&state->due_plan,
 								  "SELECT count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
 								  NULL);
+		/* deferred incremental views with option continuous */
+		(void) run_in_transaction(&state->refresh_plan,
+								  "SELECT count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
+								  NULL);
+	}
 	state->next_refresh = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_TICK_MS);
 }
 

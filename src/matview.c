@@ -53,15 +53,32 @@ matview_log_name(int64 id)
 	return psprintf("pipeline.matview_log_" INT64_FORMAT, id);
 }
 
-/* Run as the owner, under the settings the query was created with. */
+/* Set a GUC for the current nest level, unless it already has that value. */
+static void
+pin_setting(const char *name, const char *value)
+{
+	if (strcmp(GetConfigOption(name, false, false), value) != 0)
+		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * Run as the owner, under the settings the query was created with. (Each
+ * setting is only changed when it differs: the capture trigger runs this
+ * for every statement on a base table.)
+ */
 void
 matview_enter(const MatView *mv, IdentityFrame *frame)
 {
-	identity_enter(frame, mv->owner, mv->search_path);
-	(void) set_config_option("TimeZone", mv->timezone, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("DateStyle", mv->datestyle, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	GetUserIdAndSecContext(&frame->saved_userid, &frame->saved_sec_context);
+	SetUserIdAndSecContext(mv->owner,
+						   frame->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	frame->saved_nestlevel = NewGUCNestLevel();
+	pin_setting("search_path", mv->search_path);
+	pin_setting("TimeZone", mv->timezone);
+	pin_setting("DateStyle", mv->datestyle);
 }
 
 static uint64
@@ -155,12 +172,45 @@ matview_delta_rows(const MatView *mv, const char *log)
 					log, arrays.data, names.data);
 }
 
+/* The value of one view column over the delta rows d. */
+static char *
+merge_value(const MatView *mv, const MatViewColumn *col, int attnum, bool one_row)
+{
+	char	   *arg = col->arg ? psprintf("d.a%d", col->arg) : NULL;
+	Oid			typid;
+	int32		typmod;
+	Oid			collation;
+	const char *type;
+
+	get_atttypetypmodcoll(mv->relid, attnum, &typid, &typmod, &collation);
+	type = format_type_with_typemod(typid, typmod);
+
+	switch (col->delta)
+	{
+		case DELTA_COUNT:
+			if (one_row)
+				return arg ? psprintf("(%s IS NOT NULL)::int8", arg) : "1::int8";
+			return psprintf("count(%s)", arg ? arg : "*");
+		case DELTA_SUM:
+			return one_row ? psprintf("%s::%s", arg, type) : psprintf("sum(%s)", arg);
+		case DELTA_MIN:
+		case DELTA_MAX:
+			return one_row ? arg : psprintf("%s(%s)", col->delta == DELTA_MIN ? "min" : "max", arg);
+		case DELTA_NONE:
+			break;
+	}
+	elog(ERROR, "column \"%s\" has no delta", col->name);
+	return NULL;
+}
+
 /*
  * INSERT .. ON CONFLICT merging the inserted rows of the delta into an
- * algebraic view; "filtered": leave out the groups being recomputed.
+ * algebraic view; "filtered": leave out the groups being recomputed;
+ * "one_row": the delta is a single row (no aggregation, which would cost
+ * more than the merge itself for a one-row INSERT).
  */
 char *
-matview_merge_sql(const MatView *mv, const char *delta, bool filtered)
+matview_merge_sql(const MatView *mv, const char *delta, bool filtered, bool one_row)
 {
 	StringInfoData select,
 				set;
@@ -174,7 +224,6 @@ matview_merge_sql(const MatView *mv, const char *delta, bool filtered)
 	{
 		MatViewColumn *col = lfirst(lc);
 		const char *c = quote_identifier(col->name);
-		char	   *arg = col->arg ? psprintf("d.a%d", col->arg) : "*";
 
 		if (n++ > 0)
 			appendStringInfoString(&select, ", ");
@@ -183,36 +232,26 @@ matview_merge_sql(const MatView *mv, const char *delta, bool filtered)
 			appendStringInfo(&select, "d.k%d", ++k);
 			continue;
 		}
+		appendStringInfoString(&select, merge_value(mv, col, n, one_row));
 		if (set.len > 0)
 			appendStringInfoString(&set, ", ");
-		switch (col->delta)
-		{
-			case DELTA_COUNT:
-				appendStringInfo(&select, "count(%s)", arg);
-				appendStringInfo(&set, "%s = m.%s + excluded.%s", c, c, c);
-				break;
-			case DELTA_SUM:
-				appendStringInfo(&select, "sum(%s)", arg);
-				appendStringInfo(&set, "%s = CASE WHEN m.%s IS NULL THEN excluded.%s "
-								 "WHEN excluded.%s IS NULL THEN m.%s ELSE m.%s + excluded.%s END",
-								 c, c, c, c, c, c, c);
-				break;
-			case DELTA_MIN:
-			case DELTA_MAX:
-				appendStringInfo(&select, "%s(%s)", col->delta == DELTA_MIN ? "min" : "max", arg);
-				appendStringInfo(&set, "%s = %s(m.%s, excluded.%s)", c,
-								 col->delta == DELTA_MIN ? "LEAST" : "GREATEST", c, c);
-				break;
-			case DELTA_NONE:
-				elog(ERROR, "column \"%s\" has no delta", col->name);
-		}
+		if (col->delta == DELTA_COUNT)
+			appendStringInfo(&set, "%s = m.%s + excluded.%s", c, c, c);
+		else if (col->delta == DELTA_SUM)
+			appendStringInfo(&set, "%s = CASE WHEN m.%s IS NULL THEN excluded.%s "
+							 "WHEN excluded.%s IS NULL THEN m.%s ELSE m.%s + excluded.%s END",
+							 c, c, c, c, c, c, c);
+		else
+			appendStringInfo(&set, "%s = %s(m.%s, excluded.%s)", c,
+							 col->delta == DELTA_MIN ? "LEAST" : "GREATEST", c, c);
 	}
 	return psprintf("INSERT INTO %s AS m SELECT %s FROM (%s) d WHERE d.sign > 0%s%s "
-					"GROUP BY %s ON CONFLICT (%s) DO %s%s",
+					"%s%s ON CONFLICT (%s) DO %s%s",
 					qualified_relation_name(mv->relid), select.data, delta,
 					filtered ? " AND NOT coalesce(" : "",
 					filtered ? psprintf("%s, false)", group_predicate(mv, "d.", true)) : "",
-					key_list(mv, "d.", true), key_list(mv, "", false),
+					one_row ? "" : "GROUP BY ", one_row ? "" : key_list(mv, "d.", true),
+					key_list(mv, "", false),
 					set.len > 0 ? "UPDATE SET " : "NOTHING", set.data);
 }
 
@@ -327,7 +366,7 @@ matview_apply(const MatView *mv, const char *delta, bool insert_only, bool full,
 						   g.n, g.types, g.values, g.nulls, snapshot);
 	}
 	if (mv->algebraic)
-		written += execute(matview_merge_sql(mv, delta, g.groups > 0),
+		written += execute(matview_merge_sql(mv, delta, g.groups > 0, false),
 						   g.groups > 0 ? g.n : 0, g.types, g.values, g.nulls, snapshot);
 	return written;
 }

@@ -40,6 +40,7 @@ typedef struct CaptureEntry
 	SPIPlanPtr	log_new;		/* deferred: log the new rows */
 	SPIPlanPtr	log_old;		/* deferred: log the old rows */
 	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
+	SPIPlanPtr	merge_one;		/* ... the same for a one-row INSERT */
 } CaptureEntry;
 
 static HTAB *captures = NULL;
@@ -218,12 +219,17 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 		return;
 	if (mv->algebraic && !has_rows(td->tg_oldtable))
 	{
-		if (e->merge_new == NULL)
-			e->merge_new = keep_plan(matview_merge_sql(mv,
-													   psprintf("SELECT 1 AS sign, c.* FROM (%s) c",
-																capture_of(e, "__pipeline_new")),
-													   false));
-		run_plan(e->merge_new);
+		/* one row into a single-table view: one captured row, no aggregation */
+		bool		one_row = tuplestore_tuple_count(td->tg_newtable) == 1 &&
+			list_length(mv->bases) == 1;
+		SPIPlanPtr *plan = one_row ? &e->merge_one : &e->merge_new;
+
+		if (*plan == NULL)
+			*plan = keep_plan(matview_merge_sql(mv,
+												psprintf("SELECT 1 AS sign, c.* FROM (%s) c",
+														 capture_of(e, "__pipeline_new")),
+												false, one_row));
+		run_plan(*plan);
 		return;
 	}
 	initStringInfo(&delta);

@@ -256,7 +256,8 @@ extern Oid	matview_relation(const char *name);
 extern char *matview_job_key(Oid relid);
 extern int64 matview_apply(const MatView *mv, const char *delta_sql,
 						   bool insert_only, bool full, Snapshot snapshot);
-extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered);
+extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered,
+							   bool one_row);
 extern void matview_enter(const MatView *mv, IdentityFrame *frame);
 extern void refresh_matviews_of(Oid base);
 

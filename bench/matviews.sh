@@ -75,7 +75,7 @@ singles() {
 {
   echo "SET client_min_messages = warning;"
   for r in $(seq 1 "$REPS"); do
-    echo "TRUNCATE batch; INSERT INTO batch SELECT nextval('batch_ids'), 1 + (random() * 9999)::int, (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + (random() * 3)::int], round((random() * 500)::numeric, 2), '2026-11-01'::timestamptz + random() * interval '24 days' FROM generate_series(1, 10000); ANALYZE batch; CHECKPOINT;"
+    echo "TRUNCATE batch; INSERT INTO batch SELECT nextval('batch_ids'), 1 + (random() * 9999)::int, (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + (random() * 3)::int], round((random() * 500)::numeric, 2), '2026-11-01'::timestamptz + random() * interval '24 days' FROM generate_series(1, 10000); ANALYZE batch;"
     t insert "plain" "INSERT INTO o_plain SELECT * FROM batch"
     t insert "deferred view (capture)" "INSERT INTO o_cust SELECT * FROM batch"
     t insert "immediate view" "INSERT INTO o_imm SELECT * FROM batch"

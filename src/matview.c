@@ -146,7 +146,7 @@ group_predicate(const MatView *mv, const char *prefix, bool numbered)
 		ref = psprintf("%s%s", prefix,
 					   numbered ? psprintf("k%d", k + 1) : quote_identifier(col->name));
 		appendStringInfo(&s, "%s(%s = ANY($%d) OR (%s IS NULL AND $%d))",
-						 k > 0 ? " AND " : "", ref, 4 * k + 1, ref, 4 * k + 2);
+						 k > 0 ? " AND " : "", ref, KEY_PARAMS * k + 1, ref, KEY_PARAMS * k + 2);
 		k++;
 	}
 	return s.data;
@@ -264,21 +264,29 @@ typedef struct GroupParams
 	char	   *nulls;
 } GroupParams;
 
-/* The groups to recompute, as the parameters of the recompute query. */
+/*
+ * The groups to recompute, as the parameters of the recompute query: per
+ * key, its distinct values (hashed, in a CTE over the delta) and for a
+ * time bucket the range they span, exact when they are contiguous.
+ */
 static GroupParams
 groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 {
 	GroupParams g = {0};
-	StringInfoData sql;
+	StringInfoData ctes,
+				sql;
 	ListCell   *lc;
 	int			k = 0,
 				column = 0;
 	HeapTuple	row;
 	TupleDesc	desc;
 
+	initStringInfo(&ctes);
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT count(*)");
-	g.n = 4 * mv->nkeys;
+	appendStringInfo(&ctes, "WITH d AS MATERIALIZED (SELECT * FROM (%s) d%s)",
+					 delta, mv->algebraic ? " WHERE d.sign < 0" : "");
+	appendStringInfoString(&sql, "SELECT (SELECT count(*) FROM d)");
+	g.n = KEY_PARAMS * mv->nkeys;
 	g.types = palloc0(sizeof(Oid) * Max(g.n, 1));
 	g.values = palloc0(sizeof(Datum) * Max(g.n, 1));
 	g.nulls = palloc(Max(g.n, 1));
@@ -287,23 +295,29 @@ groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 	{
 		MatViewColumn *col = lfirst(lc);
 		Oid			type;
+		int			base;
 
 		column++;
 		if (!col->key)
 			continue;
-		k++;
 		type = get_atttype(mv->relid, column);
-		g.types[4 * (k - 1)] = get_array_type(type);
-		g.types[4 * (k - 1) + 1] = BOOLOID;
-		g.types[4 * (k - 1) + 2] = type;
-		g.types[4 * (k - 1) + 3] = type;
-		appendStringInfo(&sql, ", array_agg(DISTINCT d.k%d) FILTER (WHERE d.k%d IS NOT NULL), "
-						 "coalesce(bool_or(d.k%d IS NULL), false)", k, k, k);
+		base = KEY_PARAMS * k++;
+		g.types[base] = get_array_type(type);
+		g.types[base + 1] = BOOLOID;
+		g.types[base + 2] = type;
+		g.types[base + 3] = type;
+		g.types[base + 4] = BOOLOID;
+		appendStringInfo(&ctes, ", k%d AS (SELECT DISTINCT k%d AS k FROM d)", k, k);
+		appendStringInfo(&sql, ", (SELECT array_agg(k) FROM k%d WHERE k IS NOT NULL), "
+						 "(SELECT coalesce(bool_or(k IS NULL), false) FROM k%d)", k, k);
 		if (col->range_step)
-			appendStringInfo(&sql, ", min(d.k%d), max(d.k%d) + %s", k, k, col->range_step);
+			appendStringInfo(&sql, ", (SELECT min(k) FROM k%d), (SELECT max(k) + %s FROM k%d), "
+							 "(SELECT coalesce(min(k) + (count(k) - 1) * %s = max(k) "
+							 "AND NOT bool_or(k IS NULL), false) FROM k%d)",
+							 k, col->range_step, k, col->range_step, k);
 	}
-	appendStringInfo(&sql, " FROM (%s) d%s", delta, mv->algebraic ? " WHERE d.sign < 0" : "");
-	execute(sql.data, 0, NULL, NULL, NULL, snapshot);
+	appendStringInfo(&ctes, " %s", sql.data);
+	execute(ctes.data, 0, NULL, NULL, NULL, snapshot);
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	g.groups = DatumGetInt64(SPI_getbinval(row, desc, 1, &(bool){0}));
@@ -313,7 +327,7 @@ groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 	foreach(lc, mv->columns)
 	{
 		MatViewColumn *col = lfirst(lc);
-		int			width = col->range_step ? 4 : 2;
+		int			width = col->range_step ? 5 : 2;
 
 		if (!col->key)
 			continue;
@@ -326,9 +340,15 @@ groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 			{
 				Form_pg_attribute att = TupleDescAttr(desc, column + i - 1);
 
-				g.values[4 * k + i] = SPI_datumTransfer(d, att->attbyval, att->attlen);
-				g.nulls[4 * k + i] = ' ';
+				g.values[KEY_PARAMS * k + i] = SPI_datumTransfer(d, att->attbyval, att->attlen);
+				g.nulls[KEY_PARAMS * k + i] = ' ';
 			}
+		}
+		/* not a time bucket: the range is not used, "exact" is false */
+		if (!col->range_step)
+		{
+			g.values[KEY_PARAMS * k + 4] = BoolGetDatum(false);
+			g.nulls[KEY_PARAMS * k + 4] = ' ';
 		}
 		column += width;
 		k++;

@@ -83,6 +83,7 @@ log_sql(const CaptureEntry *e, bool new_rows)
 	const MatView *mv = e->mv;
 	StringInfoData cols,
 				aggs;
+	const char *distinct;
 
 	initStringInfo(&cols);
 	initStringInfo(&aggs);
@@ -99,8 +100,22 @@ log_sql(const CaptureEntry *e, bool new_rows)
 		appendStringInfo(&cols, ", a%d", i);
 		appendStringInfo(&aggs, ", array_agg(c.a%d)", i);
 	}
-	return psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s) c HAVING count(*) > 0",
-					matview_log_name(mv->id), cols.data, aggs.data,
+	/* groups to recompute need each key once: hashing here is cheaper than the log */
+	if (new_rows && mv->algebraic)
+		distinct = "*";
+	else
+	{
+		StringInfoData keys;
+
+		initStringInfo(&keys);
+		appendStringInfoString(&keys, "DISTINCT ");
+		for (int i = 1; i <= mv->nkeys; i++)
+			appendStringInfo(&keys, "%sc.k%d", i > 1 ? ", " : "", i);
+		distinct = mv->nkeys > 0 ? keys.data : "*";
+	}
+	return psprintf("INSERT INTO %s (%s) SELECT %s FROM (SELECT %s FROM (%s) c) c "
+					"HAVING count(*) > 0",
+					matview_log_name(mv->id), cols.data, aggs.data, distinct,
 					capture_of(e, new_rows ? "__pipeline_new" : "__pipeline_old"));
 }
 

@@ -17,10 +17,11 @@
  *             of that table (a transition table named CAPTURE_ROWS) joined
  *             with the other tables: the group keys a change touches and
  *             the arguments of count/sum/min/max for the algebraic path;
- *   recompute the query restricted to a set of groups: per key i,
- *             $4i+1 (array of keys), $4i+2 (a NULL key is among them),
- *             $4i+3 and $4i+4 (a range of time buckets on the bucketed
- *             column, so that an index on it is used);
+ *   recompute the query restricted to a set of groups, with
+ *             KEY_PARAMS parameters per key (see pipeline.h): the keys,
+ *             and for time buckets a range on the bucketed column, so
+ *             that an index on it is used and, when the buckets are
+ *             contiguous, the bucket expression is not even evaluated;
  *   full      the query itself.
  *
  *-------------------------------------------------------------------------
@@ -541,16 +542,16 @@ is_null(Node *arg)
 }
 
 /*
- * The query with, per key i:
- *   (key = ANY($4i+1) OR (key IS NULL AND $4i+2))
- *   AND ($4i+2 OR (column >= $4i+3 AND column < $4i+4))	-- time buckets
+ * The query with, per key i (parameters at base = KEY_PARAMS * i):
+ *   ([$base+5 OR] key = ANY($base+1) OR (key IS NULL AND $base+2))
+ *   AND ($base+2 OR (column >= $base+3 AND column < $base+4))	-- time buckets
  */
 static char *
 recompute_sql(MatView *mv, Analysis *a)
 {
 	SelectStmt *sel = copyObject(a->sel);
 	List	   *quals = sel->whereClause ? list_make1(sel->whereClause) : NIL;
-	Oid		   *types = palloc(sizeof(Oid) * 4 * Max(mv->nkeys, 1));
+	Oid		   *types = palloc(sizeof(Oid) * KEY_PARAMS * Max(mv->nkeys, 1));
 	ListCell   *kc,
 			   *rc,
 			   *tc;
@@ -561,8 +562,8 @@ recompute_sql(MatView *mv, Analysis *a)
 		Node	   *key = lfirst(kc);
 		Node	   *range = lfirst(rc);
 		Oid			type = lfirst_oid(tc);
-		int			base = 4 * i;
-		Node	   *any;
+		int			base = KEY_PARAMS * i;
+		List	   *match;
 
 		types[base] = get_array_type(type);
 		if (!OidIsValid(types[base]))
@@ -570,14 +571,11 @@ recompute_sql(MatView *mv, Analysis *a)
 		types[base + 1] = BOOLOID;
 		types[base + 2] = type;
 		types[base + 3] = type;
-		any = (Node *) makeA_Expr(AEXPR_OP_ANY, list_make1(makeString("=")),
-								  copyObject(key), param_ref(base + 1), -1);
-		quals = lappend(quals,
-						makeBoolExpr(OR_EXPR,
-									 list_make2(any,
-												makeBoolExpr(AND_EXPR,
-															 list_make2(is_null(key), param_ref(base + 2)), -1)),
-									 -1));
+		types[base + 4] = BOOLOID;
+		match = list_make2(makeA_Expr(AEXPR_OP_ANY, list_make1(makeString("=")),
+									  copyObject(key), param_ref(base + 1), -1),
+						   makeBoolExpr(AND_EXPR,
+										list_make2(is_null(key), param_ref(base + 2)), -1));
 		if (range)
 		{
 			Node	   *from = (Node *) makeSimpleA_Expr(AEXPR_OP, ">=", copyObject(range),
@@ -585,18 +583,20 @@ recompute_sql(MatView *mv, Analysis *a)
 			Node	   *to = (Node *) makeSimpleA_Expr(AEXPR_OP, "<", copyObject(range),
 													   param_ref(base + 4), -1);
 
+			match = lcons(param_ref(base + 5), match);
 			quals = lappend(quals,
 							makeBoolExpr(OR_EXPR,
 										 list_make2(param_ref(base + 2),
 													makeBoolExpr(AND_EXPR, list_make2(from, to), -1)),
 										 -1));
 		}
+		quals = lappend(quals, makeBoolExpr(OR_EXPR, match, -1));
 		i++;
 	}
 	if (quals != NIL)
 		sel->whereClause = list_length(quals) == 1 ? linitial(quals) :
 			(Node *) makeBoolExpr(AND_EXPR, quals, -1);
-	return deparse(analyze_raw((Node *) sel, mv->query, types, 4 * mv->nkeys));
+	return deparse(analyze_raw((Node *) sel, mv->query, types, KEY_PARAMS * mv->nkeys));
 }
 
 /* The view's columns, from the analysed select list. */

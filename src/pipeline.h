@@ -242,6 +242,13 @@ typedef struct MatView
 	List	   *range_columns;	/* per key: raw column for a range, or NULL */
 } MatView;
 
+/*
+ * Parameters of the recompute query per key i (0-based), at KEY_PARAMS * i:
+ * +1 keys (array), +2 a NULL key is among them, +3 and +4 the range of
+ * time buckets [from, to), +5 that range holds exactly the buckets.
+ */
+#define KEY_PARAMS 5
+
 /* Name of the transition table each capture statement reads. */
 #define CAPTURE_ROWS "__pipeline_rows"
 

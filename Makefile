@@ -27,7 +27,7 @@ PG_CFLAGS = -Werror
 
 # pg_regress suites (sql/ and expected/), run against a server that
 # scripts/test.sh starts; see README.md.
-REGRESS = create run modes explain contracts
+REGRESS = create run modes explain contracts matviews
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=pipeline_regress
 
 PG_CONFIG ?= pg_config

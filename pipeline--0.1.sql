@@ -573,19 +573,40 @@ GRANT SELECT ON pipeline.status TO PUBLIC;
 
 COMMENT ON VIEW pipeline.status IS 'One row per pipeline or incremental materialized view: state, last run, freshness';
 
-/* A view dropped with DROP TABLE (or with a base table, CASCADE) leaves the catalog too. */
+/*
+ * A view dropped with DROP TABLE (or with a base table, CASCADE) leaves the
+ * catalog, and takes its triggers and change log along. (They depend on
+ * the view in pg_depend too, but pg_restore does not recreate such
+ * dependencies.)
+ */
 CREATE FUNCTION pipeline.forget_dropped_matviews()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    m record;
+    t record;
 BEGIN
-    DELETE FROM pipeline.matviews m
-    USING pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_class'::regclass
-      AND d.objsubid = 0
-      AND d.objid = m.relation::oid;
+    FOR m IN
+        DELETE FROM pipeline.matviews v
+        USING pg_event_trigger_dropped_objects() d
+        WHERE d.classid = 'pg_class'::regclass
+          AND d.objsubid = 0
+          AND d.objid = v.relation::oid
+        RETURNING v.id, v.base_tables
+    LOOP
+        FOR t IN
+            SELECT tg.tgname, tg.tgrelid::regclass AS rel
+            FROM pg_trigger tg
+            WHERE tg.tgrelid = ANY (m.base_tables::oid[])
+              AND tg.tgname LIKE 'pipeline\_matview\_' || m.id || '\_%'
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+        END LOOP;
+        EXECUTE format('DROP TABLE IF EXISTS pipeline.%I', 'matview_log_' || m.id);
+    END LOOP;
 END
 $$;
 

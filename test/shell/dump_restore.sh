@@ -29,6 +29,10 @@ SELECT pipeline_alter('count', '{"retries": 2, "retry_delay": "1 minute", "casca
 INSERT INTO app.src (v) VALUES (5000);
 CALL pipeline_drain('copy');
 SELECT pipeline_run('count');
+-- incremental views: one deferred with changes pending at dump time, one immediate
+SELECT pipeline_create_matview('app.by_tens', 'SELECT v / 10 AS tens, count(*) AS n, sum(v) AS total FROM app.dst GROUP BY 1');
+SELECT pipeline_create_matview('app.by_hundreds', 'SELECT v / 100 AS hundreds, count(*) AS n, max(v) AS top FROM app.dst GROUP BY 1', 'immediate');
+INSERT INTO app.dst VALUES (100000, 7);
 SQL
 
 export PGHOST="$WORK_BASE/test" PGPORT=$PORT PGUSER=postgres
@@ -55,13 +59,28 @@ is "$(qr "SELECT retries, retry_delay, cascade, max_bad_rows FROM pipeline.pipel
 qr "INSERT INTO app.src (v) SELECT g FROM generate_series(1, 50) g" >/dev/null
 is "$(qr "SET ROLE dump_owner; SELECT rows_read || ' ' || watermark_from || ' ' || watermark_to FROM pipeline_run('copy')")" \
   "50 1001 1051" "the restored pipeline continues from its watermark"
-is "$(qr "SELECT count(*) FROM app.dst")" 1050 "no row twice after the restore"
+is "$(qr "SELECT count(*) FROM app.dst")" 1051 "no row twice after the restore"
 is "$(qr "SELECT replayed || ' ' || loaded || ' ' || still_bad FROM pipeline_replay('copy')")" "0 0 1" \
   "the restored quarantine replays against the restored contract"
 is "$(qr "SELECT min(run_id) > (SELECT max(run_id) FROM pipeline.runs WHERE status = 'succeeded' AND rows_read <> 50) FROM pipeline.runs WHERE rows_read = 50")" t \
   "new run ids continue after the restored ones"
 is "$(qr "SELECT status || ' ' || rows_loaded FROM pipeline_run('count')")" "succeeded 1" "the downstream pipeline runs too"
-is "$(qr "SELECT n FROM app.totals")" 1050 "and sees the new rows"
+is "$(qr "SELECT n FROM app.totals")" 1051 "and sees the new rows"
+
+# incremental views: definitions, pending changes and triggers come back
+is "$(qr "SELECT relation, refresh, pipeline_pending_changes(relation) FROM pipeline.matviews ORDER BY id")" \
+  "app.by_tens|deferred|1
+app.by_hundreds|immediate|0" "incremental views and their pending changes are restored"
+qr "INSERT INTO app.dst VALUES (100001, 77), (100002, 777)" >/dev/null
+qr "SET ROLE dump_owner; SELECT pipeline_refresh('app.by_tens')" >/dev/null
+for v in "by_tens|SELECT v / 10, count(*), sum(v) FROM app.dst GROUP BY 1" "by_hundreds|SELECT v / 100, count(*), max(v) FROM app.dst GROUP BY 1"; do
+  view=${v%%|*}; query=${v#*|}
+  is "$(qr "SELECT count(*) FROM ((TABLE app.$view EXCEPT ALL $query) UNION ALL ($query EXCEPT ALL TABLE app.$view)) x")" 0 \
+    "the restored $view follows changes made before and after the dump"
+done
+qr "DROP TABLE app.by_tens" >/dev/null
+is "$(qr "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pipeline_matview_1_%'") $(qr "SELECT to_regclass('pipeline.matview_log_1') IS NULL")" "0 t" \
+  "DROP TABLE of a restored view removes its triggers and log"
 
 cluster_psql test "$PORT" -q -c "DROP DATABASE $DB" -c "DROP DATABASE $RDB" -c "DROP ROLE dump_owner"
 done_testing

@@ -8,7 +8,7 @@ qp() { q test "$PORT" "$DB" "$1"; }
 cluster_psql test "$PORT" -d "$DB" -q >/dev/null <<'SQL'
 DROP EXTENSION IF EXISTS pipeline CASCADE;
 DROP EXTENSION IF EXISTS pg_cron CASCADE;
-DROP TABLE IF EXISTS tick_src, tick_dst;
+DROP TABLE IF EXISTS tick_src, tick_dst, tick_events CASCADE;
 DROP ROLE IF EXISTS sched_owner;
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION pipeline;
@@ -21,6 +21,9 @@ ALTER TABLE tick_dst OWNER TO sched_owner;
 INSERT INTO tick_src (v) SELECT g FROM generate_series(1, 5) g;
 SET ROLE sched_owner;
 SELECT pipeline_create('tick', 'tick_src', 'tick_dst', watermark => 'id');
+CREATE TABLE tick_events (id serial PRIMARY KEY, k int);
+SELECT pipeline_create_matview('tick_counts', 'SELECT k, count(*) AS n FROM tick_events GROUP BY k');
+INSERT INTO tick_events (k) VALUES (1), (1), (1), (2);
 SQL
 
 # the cron job's lifecycle
@@ -35,6 +38,12 @@ is "$(qp "SELECT count(*) || '|' || min(schedule) FROM cron.job")" "1|* * * * *"
 is "$(qp "SELECT schedule FROM pipeline.status WHERE pipeline = 'tick'")" "* * * * *" \
   "pipeline.status shows the schedule"
 
+qp "SELECT pipeline_schedule('tick_counts', '* * * * *')" >/dev/null
+is "$(qp "SELECT command FROM cron.job WHERE jobname = 'pipeline:public.tick_counts'")" \
+  "SELECT pg_catalog.pipeline_refresh('public.tick_counts')" "an incremental view's job calls pipeline_refresh"
+is "$(qp "SELECT schedule FROM pipeline.status WHERE pipeline = 'tick_counts'")" "* * * * *" \
+  "pipeline.status shows the view's schedule"
+
 # the job really runs pipeline_run (pg_cron 1.4 fires on the minute)
 loaded=0
 for _ in $(seq 1 80); do
@@ -43,6 +52,17 @@ for _ in $(seq 1 80); do
   sleep 1
 done
 is "$loaded" 5 "within a minute the cron job ran the pipeline"
+pending=1
+for _ in $(seq 1 20); do
+  pending=$(qp "SELECT pipeline_pending_changes('tick_counts')")
+  [ "$pending" = 0 ] && break
+  sleep 1
+done
+is "$pending|$(qp "SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM tick_counts")" "0|1:3,2:1" \
+  "the same minute, the view's job refreshed it"
+qp "SELECT pipeline_drop_matview('tick_counts')" >/dev/null
+is "$(qp "SELECT count(*) FROM cron.job WHERE jobname = 'pipeline:public.tick_counts'")" 0 \
+  "dropping the view removes its job"
 is "$(qp "SELECT string_agg(DISTINCT status, ',') FROM cron.job_run_details")" "succeeded" \
   "cron.job_run_details records the job as succeeded"
 is "$(qp "SELECT count(*) || ' ' || min(trigger) FROM pipeline.runs WHERE pipeline = 'tick' AND status = 'succeeded'")" "1 cron" \
@@ -74,5 +94,5 @@ echo "$out" | grep -q '"status": "recovered", "error": null'
 ok $? "the recovery is announced"
 
 cluster_psql test "$PORT" -d "$DB" -q -c "DROP EXTENSION pipeline CASCADE" -c "DROP EXTENSION pg_cron" \
-  -c "DROP TABLE tick_src, tick_dst" -c "DROP OWNED BY sched_owner" -c "DROP ROLE sched_owner" >/dev/null 2>&1
+  -c "DROP TABLE tick_src, tick_dst, tick_events" -c "DROP OWNED BY sched_owner" -c "DROP ROLE sched_owner" >/dev/null 2>&1
 done_testing

@@ -46,6 +46,15 @@ qw "INSERT INTO src (v) VALUES (7)" >/dev/null
 wait_until "SELECT n FROM totals" 1006 5
 ok $? "a cascade queued by the continuous run is run by the worker"
 
+# a continuous incremental view: refreshed by the worker when changes are pending
+qw "CREATE TABLE events (id serial PRIMARY KEY, k int);
+    SELECT pipeline_create_matview('live_counts', 'SELECT k, count(*) AS n FROM events GROUP BY k',
+                                   options => '{\"continuous\": true}')" >/dev/null
+qw "INSERT INTO events (k) SELECT g % 3 FROM generate_series(1, 30) g" >/dev/null
+wait_until "SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM live_counts" "0:10,1:10,2:10" 5
+ok $? "the worker refreshes a continuous incremental view, with no one calling pipeline_refresh"
+is "$(qw "SELECT pipeline_pending_changes('live_counts')")" 0 "nothing is left pending"
+
 # a failing pipeline: failed runs, the worker goes on
 pid_before=$(worker_pid)
 qw "CREATE TABLE bad_dst (id bigint, v int);

@@ -605,7 +605,9 @@ BEGIN
         LOOP
             EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
         END LOOP;
-        EXECUTE format('DROP TABLE IF EXISTS pipeline.%I', 'matview_log_' || m.id);
+        IF to_regclass('pipeline.matview_log_' || m.id) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pipeline.%I', 'matview_log_' || m.id);
+        END IF;
     END LOOP;
 END
 $$;

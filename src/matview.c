@@ -356,6 +356,44 @@ groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 	return g;
 }
 
+static bool
+has_time_bucket(const MatView *mv)
+{
+	ListCell   *lc;
+
+	foreach(lc, mv->columns)
+		if (((MatViewColumn *) lfirst(lc))->range_step)
+			return true;
+	return false;
+}
+
+/*
+ * Insert the query's rows for the groups to recompute. A time bucket of a
+ * single table is read as a range of its column: there a bitmap heap scan
+ * reads the heap in order, about twice as fast as the plain index scan the
+ * planner prefers on a correlated column, so plain index scans are off for
+ * this one statement.
+ */
+static int64
+recompute(const MatView *mv, const char *relation, GroupParams *g, Snapshot snapshot)
+{
+	bool		bitmap = has_time_bucket(mv) && list_length(mv->bases) == 1;
+	int			level = 0;
+	int64		written;
+
+	if (bitmap)
+	{
+		level = NewGUCNestLevel();
+		(void) set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+	written = execute(psprintf("INSERT INTO %s %s", relation, mv->recompute),
+					  g->n, g->types, g->values, g->nulls, snapshot);
+	if (bitmap)
+		AtEOXact_GUC(true, level);
+	return written;
+}
+
 /*
  * Bring the view up to date with a delta, rows (sign, k1.., a1..): -1 for
  * rows that left the query's input, +1 for rows that entered it. "full"
@@ -382,8 +420,7 @@ matview_apply(const MatView *mv, const char *delta, bool insert_only, bool full,
 	{
 		execute(psprintf("DELETE FROM %s WHERE %s", relation, group_predicate(mv, "", false)),
 				g.n, g.types, g.values, g.nulls, snapshot);
-		written += execute(psprintf("INSERT INTO %s %s", relation, mv->recompute),
-						   g.n, g.types, g.values, g.nulls, snapshot);
+		written += recompute(mv, relation, &g, snapshot);
 	}
 	if (mv->algebraic)
 		written += execute(matview_merge_sql(mv, delta, g.groups > 0, false),

@@ -19,11 +19,11 @@ CREATE TABLE tick_dst (id int, v int CHECK (v > 0), who text DEFAULT current_use
 ALTER TABLE tick_src OWNER TO sched_owner;
 ALTER TABLE tick_dst OWNER TO sched_owner;
 INSERT INTO tick_src (v) SELECT g FROM generate_series(1, 5) g;
-SET ROLE sched_owner;
-SELECT pipeline_create('tick', 'tick_src', 'tick_dst', watermark => 'id');
 CREATE TABLE tick_events (id serial PRIMARY KEY, k int);
 SELECT pipeline_create_matview('tick_counts', 'SELECT k, count(*) AS n FROM tick_events GROUP BY k');
 INSERT INTO tick_events (k) VALUES (1), (1), (1), (2);
+SET ROLE sched_owner;
+SELECT pipeline_create('tick', 'tick_src', 'tick_dst', watermark => 'id');
 SQL
 
 # the cron job's lifecycle

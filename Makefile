@@ -17,7 +17,8 @@ OBJS = \
 	src/run.o \
 	src/matview_query.o \
 	src/matview.o \
-	src/matview_capture.o
+	src/matview_capture.o \
+	src/matview_fastpath.o
 
 DATA = pipeline--0.1.sql
 PGFILEDESC = "pipeline - in-database data pipelines"

@@ -189,7 +189,7 @@ merge_value(const MatView *mv, const MatViewColumn *col, int attnum, bool one_ro
 	{
 		case DELTA_COUNT:
 			if (one_row)
-				return arg ? psprintf("(%s IS NOT NULL)::int8", arg) : "1::int8";
+				return arg ? psprintf("CASE WHEN %s IS NULL THEN 0 ELSE 1 END::int8", arg) : "1::int8";
 			return psprintf("count(%s)", arg ? arg : "*");
 		case DELTA_SUM:
 			return one_row ? psprintf("%s::%s", arg, type) : psprintf("sum(%s)", arg);
@@ -631,7 +631,7 @@ matview_copy(const MatView *src)
 	mv->capture = NIL;
 	foreach(lc, src->capture)
 		mv->capture = lappend(mv->capture, copy_string(lfirst(lc)));
-	mv->arg_types = mv->key_types = mv->range_columns = NIL;
+	mv->arg_types = mv->key_types = NIL;
 	return mv;
 }
 
@@ -958,7 +958,9 @@ pipeline_create_matview(PG_FUNCTION_ARGS)
 
 	matview_enter(mv, &frame);
 	matview_analyze(mv, name);
-	execute(psprintf("CREATE TABLE %s AS %s WITH NO DATA", relation, mv->full),
+	/* room on each page, so that merging into a group's row is a HOT update */
+	execute(psprintf("CREATE TABLE %s%s AS %s WITH NO DATA", relation,
+					 mv->algebraic ? " WITH (fillfactor = 70)" : "", mv->full),
 			0, NULL, NULL, NULL, InvalidSnapshot);
 	mv->relid = RangeVarGetRelid(rv, NoLock, false);
 	if (mv->nkeys > 0)
@@ -1089,6 +1091,9 @@ pipeline_pending_changes(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	mv = matview_read(relid, true);
+	/* like pipeline.matviews: other roles' views are not there */
+	if (mv && !has_privs_of_role(GetUserId(), mv->owner))
+		mv = NULL;
 	if (mv && !mv->immediate)
 	{
 		identity_enter_catalog(&frame);

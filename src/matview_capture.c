@@ -41,6 +41,7 @@ typedef struct CaptureEntry
 	SPIPlanPtr	log_old;		/* deferred: log the old rows */
 	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
 	SPIPlanPtr	merge_one;		/* ... the same for a one-row INSERT */
+	FastPath   *fast;			/* ... without SQL (matview_fastpath.c) */
 } CaptureEntry;
 
 static HTAB *captures = NULL;
@@ -238,6 +239,12 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 		bool		one_row = tuplestore_tuple_count(td->tg_newtable) == 1 &&
 			list_length(mv->bases) == 1;
 		SPIPlanPtr *plan = one_row ? &e->merge_one : &e->merge_new;
+
+		if (one_row &&
+			matview_fast_insert(&e->fast, capture_context, mv,
+								RelationGetRelid(td->tg_relation),
+								capture_of(e, "__pipeline_new"), td->tg_newtable))
+			return;
 
 		if (*plan == NULL)
 			*plan = keep_plan(matview_merge_sql(mv,

@@ -239,7 +239,6 @@ typedef struct MatView
 	/* create only */
 	List	   *arg_types;		/* Oid of a<n> */
 	List	   *key_types;		/* Oid of k<n> */
-	List	   *range_columns;	/* per key: raw column for a range, or NULL */
 } MatView;
 
 /*
@@ -267,6 +266,12 @@ extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filter
 							   bool one_row);
 extern void matview_enter(const MatView *mv, IdentityFrame *frame);
 extern void refresh_matviews_of(Oid base);
+
+/* matview_fastpath.c: one-row INSERTs into immediate views */
+typedef struct FastPath FastPath;
+struct Tuplestorestate;
+extern bool matview_fast_insert(FastPath **cache, MemoryContext context, const MatView *mv,
+								Oid base, const char *capture, struct Tuplestorestate *rows);
 
 /* helpers */
 

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(36);
+SELECT plan(38);
 
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
@@ -97,6 +97,7 @@ GRANT USAGE ON SEQUENCE orders_id_seq TO mv_writer;
 GRANT USAGE ON SCHEMA marts TO mv_intruder;
 SET ROLE mv_intruder;
 SELECT is((SELECT count(*) FROM pipeline.matviews), 0::bigint, 'another role does not see the view in the catalog');
+SELECT is(pipeline_pending_changes('marts.revenue'), NULL, 'nor its pending changes');
 SELECT throws_ok($$ SELECT pipeline_refresh('marts.revenue') $$, '42501', NULL, 'nor refreshes it');
 SELECT throws_ok($$ SELECT pipeline_drop_matview('marts.revenue') $$, '42501', NULL, 'nor drops it');
 RESET ROLE;
@@ -105,6 +106,24 @@ INSERT INTO orders (customer_id, total) VALUES (1, 1);
 RESET ROLE;
 SELECT is((SELECT pending_changes FROM pipeline.status WHERE pipeline = 'marts.revenue'), 1::bigint,
   'a writer without any right on the view or its log is captured');
+
+-- one-row INSERTs into an immediate single-table view merge without SQL:
+-- new and existing groups, NULL arguments, rows the WHERE keeps out, NULL keys
+CREATE TABLE readings (id serial PRIMARY KEY, sensor int, value int, ok boolean);
+SELECT pipeline_create_matview('sensor_stats', 'SELECT sensor, count(*) AS n, count(value) AS n_value, sum(value) AS total, min(value) AS low, max(value) AS high FROM readings WHERE ok GROUP BY sensor', 'immediate');
+INSERT INTO readings (sensor, value, ok) VALUES (1, 10, true);
+INSERT INTO readings (sensor, value, ok) VALUES (1, 5, true);
+INSERT INTO readings (sensor, value, ok) VALUES (1, NULL, true);
+INSERT INTO readings (sensor, value, ok) VALUES (1, 50, false);
+INSERT INTO readings (sensor, value, ok) VALUES (1, 12, true);
+INSERT INTO readings (sensor, value, ok) VALUES (2, NULL, true);
+INSERT INTO readings (sensor, value, ok) VALUES (2, 7, true);
+INSERT INTO readings (sensor, value, ok) VALUES (NULL, 3, true);
+INSERT INTO readings (sensor, value, ok) VALUES (NULL, 4, true);
+SELECT results_eq('TABLE sensor_stats ORDER BY sensor',
+  'SELECT sensor, count(*), count(value), sum(value), min(value), max(value) FROM readings WHERE ok GROUP BY sensor ORDER BY sensor',
+  'one-row INSERTs into an immediate view give what the query gives');
+SELECT pipeline_drop_matview('sensor_stats');
 
 -- drop removes the view, its triggers, its log and its catalog row
 SELECT lives_ok($$ SELECT pipeline_drop_matview('marts.revenue') $$, 'drop');

@@ -37,6 +37,7 @@ typedef struct CaptureEntry
 	Oid			trigger;		/* hash key: pg_trigger oid */
 	MatView    *mv;
 	char	   *capture;		/* this base table's capture SELECT */
+	char	   *capture_new;	/* ... reading __pipeline_new */
 	SPIPlanPtr	log_new;		/* deferred: log the new rows */
 	SPIPlanPtr	log_old;		/* deferred: log the old rows */
 	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
@@ -169,6 +170,9 @@ capture_entry(TriggerData *td)
 	e->trigger = td->tg_trigger->tgoid;
 	e->mv = mv;
 	e->capture = list_nth(mv->capture, index);
+	old = MemoryContextSwitchTo(capture_context);
+	e->capture_new = capture_of(e, "__pipeline_new");
+	MemoryContextSwitchTo(old);
 	return e;
 }
 
@@ -211,12 +215,13 @@ log_changes(CaptureEntry *e, TriggerData *td)
 	}
 }
 
+/*
+ * Writers of an immediate view go one at a time, each seeing the last
+ * one's result; under a transaction snapshot they would not.
+ */
 static void
-apply_changes(CaptureEntry *e, TriggerData *td)
+lock_immediate_view(const MatView *mv)
 {
-	const MatView *mv = e->mv;
-	StringInfoData delta;
-
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -224,8 +229,36 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 						get_rel_name(mv->relid),
 						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 				 errhint("Write in a READ COMMITTED transaction, or recreate the view with refresh 'deferred'.")));
-	/* writers of the view go one at a time, each seeing the last one's result */
 	LockRelationOid(mv->relid, ExclusiveLock);
+}
+
+/* A one-row INSERT into an algebraic single-table view, without SPI. */
+static bool
+fast_insert(CaptureEntry *e, TriggerData *td)
+{
+	const MatView *mv = e->mv;
+	IdentityFrame frame;
+	bool		done;
+
+	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) || !mv->algebraic ||
+		list_length(mv->bases) != 1 || td->tg_newtable == NULL ||
+		tuplestore_tuple_count(td->tg_newtable) != 1)
+		return false;
+	matview_enter(mv, &frame);
+	lock_immediate_view(mv);
+	done = matview_fast_insert(&e->fast, capture_context, mv, RelationGetRelid(td->tg_relation),
+							   e->capture_new, td->tg_newtable);
+	identity_leave(&frame);
+	return done;
+}
+
+static void
+apply_changes(CaptureEntry *e, TriggerData *td)
+{
+	const MatView *mv = e->mv;
+	StringInfoData delta;
+
+	lock_immediate_view(mv);
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		(void) matview_apply(mv, NULL, false, true, InvalidSnapshot);
@@ -240,11 +273,6 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 			list_length(mv->bases) == 1;
 		SPIPlanPtr *plan = one_row ? &e->merge_one : &e->merge_new;
 
-		if (one_row &&
-			matview_fast_insert(&e->fast, capture_context, mv,
-								RelationGetRelid(td->tg_relation),
-								capture_of(e, "__pipeline_new"), td->tg_newtable))
-			return;
 
 		if (*plan == NULL)
 			*plan = keep_plan(matview_merge_sql(mv,
@@ -274,11 +302,21 @@ pipeline_matview_capture(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event))
 		elog(ERROR, "pipeline_matview_capture must be an AFTER ... FOR EACH STATEMENT trigger");
+	e = captures ? hash_search(captures, &td->tg_trigger->tgoid, HASH_FIND, NULL) : NULL;
+	if (e == NULL)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		e = capture_entry(td);
+		SPI_finish();
+	}
+	if (e->mv->immediate && fast_insert(e, td))
+		return PointerGetDatum(NULL);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "could not register the transition tables");
-	e = capture_entry(td);
 	matview_enter(e->mv, &frame);
 	if (e->mv->immediate)
 		apply_changes(e, td);

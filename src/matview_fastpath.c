@@ -72,6 +72,8 @@ struct FastPath
 	int			ncolumns;
 	FastColumn *columns;
 	TupleTableSlot *row;		/* the base table's new row */
+	TupleTableSlot *found;		/* the view's row of its group */
+	TupleTableSlot *merged;		/* ... after the new row */
 	ExprContext *econtext;
 };
 
@@ -231,6 +233,12 @@ build(const MatView *mv, Oid base, const char *capture)
 		fp->row = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
 										   &TTSOpsMinimalTuple);
 		table_close(rel, AccessShareLock);
+		rel = table_open(mv->relid, AccessShareLock);
+		fp->found = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+											 table_slot_callbacks(rel));
+		fp->merged = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+											  &TTSOpsVirtual);
+		table_close(rel, AccessShareLock);
 	}
 	fp->econtext = CreateStandaloneExprContext();
 	return fp;
@@ -355,8 +363,8 @@ write_row(FastPath *fp, Relation view, Datum *keys, Datum *args, bool *argnull)
 {
 	ResultRelInfo *result = makeNode(ResultRelInfo);
 	EState	   *estate = executor_state(view, result);
-	TupleTableSlot *found = table_slot_create(view, NULL);
-	TupleTableSlot *row = table_slot_create(view, NULL);
+	TupleTableSlot *found = fp->found;
+	TupleTableSlot *row = fp->merged;
 	bool		exists;
 
 	exists = find_group(fp, view, keys, found);
@@ -394,8 +402,8 @@ write_row(FastPath *fp, Relation view, Datum *keys, Datum *args, bool *argnull)
 	else
 		ExecSimpleRelationInsert(result, estate, row);
 
-	ExecDropSingleTupleTableSlot(found);
-	ExecDropSingleTupleTableSlot(row);
+	ExecClearTuple(found);		/* drops its buffer pin */
+	ExecClearTuple(row);
 	ExecCloseIndices(result);
 	FreeExecutorState(estate);
 }

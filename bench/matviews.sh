@@ -19,7 +19,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 REPS=${1:-7}
 BENCH_DB=bench
-bench_cluster benchm "${PORT:-55462}" "autovacuum = off"
+bench_cluster benchm "${PORT:-55462}" "autovacuum = off
+shared_buffers = 2GB"
 cluster_psql benchm "$BENCH_PORT" -q -c "CREATE DATABASE $BENCH_DB"
 
 log "loading 4 x 1,000,000 orders"

@@ -794,24 +794,41 @@ insert_catalog_row(const MatView *mv, const char *refresh, Jsonb *options)
 static void
 create_log(const MatView *mv)
 {
-	StringInfoData sql;
+	StringInfoData sql,
+				storage;
 	IdentityFrame frame;
 	ListCell   *lc;
 	int			i = 0;
 
 	initStringInfo(&sql);
+	/*
+	 * Arrays are written once and read once: STORAGE EXTERNAL spares the
+	 * writer's statement their compression.
+	 */
+	initStringInfo(&storage);
 	appendStringInfo(&sql, "CREATE TABLE %s (sign int2 NOT NULL", matview_log_name(mv->id));
 	foreach(lc, mv->key_types)
+	{
 		appendStringInfo(&sql, ", k%d %s", ++i,
 						 format_type_be_qualified(get_array_type(lfirst_oid(lc))));
+		appendStringInfo(&storage, "%s ALTER k%d SET STORAGE EXTERNAL",
+						 storage.len > 0 ? "," : "", i);
+	}
 	i = 0;
 	foreach(lc, mv->arg_types)
+	{
 		appendStringInfo(&sql, ", a%d %s", ++i,
 						 format_type_be_qualified(get_array_type(lfirst_oid(lc))));
+		appendStringInfo(&storage, "%s ALTER a%d SET STORAGE EXTERNAL",
+						 storage.len > 0 ? "," : "", i);
+	}
 	appendStringInfoChar(&sql, ')');
 
 	identity_enter_catalog(&frame);
 	execute(sql.data, 0, NULL, NULL, NULL, InvalidSnapshot);
+	if (storage.len > 0)
+		execute(psprintf("ALTER TABLE %s%s", matview_log_name(mv->id), storage.data),
+				0, NULL, NULL, NULL, InvalidSnapshot);
 	execute(psprintf("ALTER TABLE %s OWNER TO %s", matview_log_name(mv->id),
 					 quote_identifier(GetUserNameFromId(mv->owner, false))),
 			0, NULL, NULL, NULL, InvalidSnapshot);

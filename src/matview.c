@@ -631,7 +631,7 @@ matview_copy(const MatView *src)
 	mv->capture = NIL;
 	foreach(lc, src->capture)
 		mv->capture = lappend(mv->capture, copy_string(lfirst(lc)));
-	mv->arg_types = mv->key_types = NIL;
+	mv->arg_types = mv->key_types = mv->base_columns = NIL;
 	return mv;
 }
 
@@ -893,9 +893,28 @@ create_triggers(const MatView *mv)
 							 get_trigger_oid(base, trigger_name(mv, e), false));
 			recordDependencyOn(&trigger, &view, DEPENDENCY_AUTO);
 		}
-		/* DROP TABLE of a base table names the view instead of breaking it */
+		/*
+		 * DROP TABLE of a base table, or ALTER TABLE DROP COLUMN of a column
+		 * the query reads, names the view instead of breaking every write
+		 * to the table.
+		 */
 		ObjectAddressSet(table, RelationRelationId, base);
 		recordDependencyOn(&view, &table, DEPENDENCY_NORMAL);
+		{
+			Bitmapset  *columns = list_nth(mv->base_columns, foreach_current_index(lc));
+			int			c = -1;
+
+			while ((c = bms_next_member(columns, c)) >= 0)
+			{
+				ObjectAddress column;
+				AttrNumber	attnum = c + FirstLowInvalidHeapAttributeNumber;
+
+				if (attnum <= 0)
+					continue;	/* system columns and whole rows: the table */
+				ObjectAddressSubSet(column, RelationRelationId, base, attnum);
+				recordDependencyOn(&view, &column, DEPENDENCY_NORMAL);
+			}
+		}
 	}
 }
 

@@ -103,6 +103,18 @@ check_query(Query *q)
 					"A view recomputed group by group must give the same result each time.");
 }
 
+/* The columns of range table entry "varno" that the query reads. */
+static Bitmapset *
+columns_read(Query *q, int varno)
+{
+	Bitmapset  *columns = NULL;
+
+	pull_varattnos((Node *) q->targetList, varno, &columns);
+	pull_varattnos((Node *) q->jointree, varno, &columns);
+	pull_varattnos(q->havingQual, varno, &columns);
+	return columns;
+}
+
 /* Base tables from the range table; only inner joins of plain tables. */
 static void
 collect_bases(MatView *mv, Query *q)
@@ -147,6 +159,7 @@ collect_bases(MatView *mv, Query *q)
 			unsupported(psprintf("table \"%s\" appears twice (self-joins are not supported)",
 								 get_rel_name(rte->relid)), NULL);
 		mv->bases = lappend_oid(mv->bases, rte->relid);
+		mv->base_columns = lappend(mv->base_columns, columns_read(q, foreach_current_index(lc) + 1));
 	}
 	if (mv->bases == NIL)
 		unsupported("the query reads no table", NULL);

@@ -239,6 +239,8 @@ typedef struct MatView
 	/* create only */
 	List	   *arg_types;		/* Oid of a<n> */
 	List	   *key_types;		/* Oid of k<n> */
+	List	   *base_columns;	/* per base table: Bitmapset of the columns
+								 * the query reads (attno - FirstLow...) */
 } MatView;
 
 /*

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(38);
+SELECT plan(40);
 
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
@@ -79,6 +79,10 @@ SELECT results_eq($$ SELECT changes FROM pipeline_refresh('marts.revenue') $$, $
 SELECT results_eq($$ SELECT region, orders, revenue FROM marts.revenue ORDER BY region $$,
   $$ VALUES ('east', 2::bigint, 30::numeric), ('south', 2, 105) $$, 'a dimension change moves groups');
 SELECT throws_ok($$ DROP TABLE orders $$, '2BP01', NULL, 'a base table cannot be dropped under the view');
+SELECT throws_ok($$ ALTER TABLE orders DROP COLUMN total $$, '2BP01', NULL,
+  'nor a column the view reads');
+ALTER TABLE orders ADD COLUMN note text;
+SELECT lives_ok($$ ALTER TABLE orders DROP COLUMN note $$, 'a column it does not read can go');
 
 -- pipelines loading a base table refresh the deferred views over it
 CREATE TABLE incoming (id serial PRIMARY KEY, customer_id int, total numeric);

@@ -273,7 +273,6 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 			list_length(mv->bases) == 1;
 		SPIPlanPtr *plan = one_row ? &e->merge_one : &e->merge_new;
 
-
 		if (*plan == NULL)
 			*plan = keep_plan(matview_merge_sql(mv,
 												psprintf("SELECT 1 AS sign, c.* FROM (%s) c",

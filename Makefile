@@ -20,7 +20,7 @@ OBJS = \
 	src/matview_capture.o \
 	src/matview_fastpath.o
 
-DATA = pipeline--0.1.sql
+DATA = pipeline--0.1.sql pipeline--0.2.sql pipeline--0.1--0.2.sql
 PGFILEDESC = "pipeline - in-database data pipelines"
 
 PG_CPPFLAGS = -I$(srcdir)/src

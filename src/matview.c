@@ -533,6 +533,18 @@ text_array_to_list(Datum array)
 	return result;
 }
 
+/*
+ * pipeline.matviews exists: not before ALTER EXTENSION pipeline UPDATE TO
+ * '0.2', while the new library already runs against a 0.1 catalog.
+ */
+bool
+matviews_installed(void)
+{
+	Oid			nsp = get_namespace_oid("pipeline", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("matviews", nsp));
+}
+
 /* The definition of an incremental view, read as the catalog's owner. */
 MatView *
 matview_read(Oid relid, bool missing_ok)
@@ -546,6 +558,15 @@ matview_read(Oid relid, bool missing_ok)
 	bool		isnull;
 	char	   *columns;
 
+	if (!matviews_installed())
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("incremental materialized views need version 0.2 of extension pipeline"),
+				 errhint("Run ALTER EXTENSION pipeline UPDATE.")));
+	}
 	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("SELECT id, owner::oid, query, refresh = 'immediate', continuous, "
 							  "search_path, timezone, datestyle, base_tables::oid[], "
@@ -1095,6 +1116,8 @@ refresh_matviews_of(Oid base)
 	List	   *views = NIL;
 	ListCell   *lc;
 
+	if (!matviews_installed())
+		return;
 	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("SELECT relation::oid FROM pipeline.matviews "
 							  "WHERE refresh = 'deferred' AND $1 = ANY (base_tables::oid[]) "

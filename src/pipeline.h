@@ -256,6 +256,7 @@ typedef struct MatView
 extern void matview_analyze(MatView *mv, const char *name);
 extern char *matview_delta_rows(const MatView *mv, const char *source);
 extern char *matview_log_name(int64 id);
+extern bool matviews_installed(void);
 extern MatView *matview_read(Oid relid, bool missing_ok);
 extern MatView *matview_read_by_id(int64 id);
 extern MatView *matview_copy(const MatView *src);

@@ -538,6 +538,7 @@ typedef struct WorkerState
 	SPIPlanPtr	run_plan;
 	SPIPlanPtr	due_plan;
 	SPIPlanPtr	refresh_plan;
+	SPIPlanPtr	has_matviews_plan;
 } WorkerState;
 
 /*
@@ -559,10 +560,16 @@ worker_refresh(WorkerState *state)
 		(void) run_in_transaction(&state->due_plan,
 								  "SELECT count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
 								  NULL);
-		/* deferred incremental views with option continuous */
-		(void) run_in_transaction(&state->refresh_plan,
-								  "SELECT count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
-								  NULL);
+		/*
+		 * Deferred incremental views with option continuous (from version
+		 * 0.2 of the extension's SQL on: the library may be newer).
+		 */
+		if (run_in_transaction(&state->has_matviews_plan,
+							   "SELECT count(*) FROM pg_catalog.pg_proc "
+							   "WHERE proname = 'pipeline_refresh_due' AND $1 IS NULL", NULL) > 0)
+			(void) run_in_transaction(&state->refresh_plan,
+									  "SELECT count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
+									  NULL);
 	}
 	state->next_refresh = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_TICK_MS);
 }

@@ -31,6 +31,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
@@ -138,7 +139,12 @@ collect_bases(MatView *mv, Query *q)
 		switch (get_rel_relkind(rte->relid))
 		{
 			case RELKIND_RELATION:
+				break;
 			case RELKIND_PARTITIONED_TABLE:
+				/* a write straight into a partition fires only its own triggers */
+				unsupported(psprintf("\"%s\" is a partitioned table, whose partitions can be written directly",
+									 get_rel_name(rte->relid)),
+							"Keep the view over a plain table, or aggregate the partitions with pipelines.");
 				break;
 			case RELKIND_VIEW:
 				unsupported(psprintf("\"%s\" is a view", get_rel_name(rte->relid)),
@@ -153,8 +159,11 @@ collect_bases(MatView *mv, Query *q)
 				unsupported(psprintf("\"%s\" is not a table", get_rel_name(rte->relid)), NULL);
 		}
 		if (get_rel_relispartition(rte->relid))
-			unsupported(psprintf("\"%s\" is a partition", get_rel_name(rte->relid)),
-						"Use the partitioned table.");
+			unsupported(psprintf("\"%s\" is a partition, which can be written through its parent",
+								 get_rel_name(rte->relid)), NULL);
+		if (find_inheritance_children(rte->relid, NoLock) != NIL)
+			unsupported(psprintf("table \"%s\" has inheritance children, whose writes its triggers do not see",
+								 get_rel_name(rte->relid)), NULL);
 		if (list_member_oid(mv->bases, rte->relid))
 			unsupported(psprintf("table \"%s\" appears twice (self-joins are not supported)",
 								 get_rel_name(rte->relid)), NULL);

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(40);
+SELECT plan(43);
 
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
@@ -44,6 +44,17 @@ SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT total FROM order
 SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT customer_id, count(*) AS n FROM orders_view GROUP BY 1') $$,
   '0A000', 'materialized view "m" cannot be maintained incrementally: "orders_view" is a view',
   'views as sources are refused');
+CREATE TABLE parted (id int, k int) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parent_t (id int PRIMARY KEY, k int);
+CREATE TABLE child_t () INHERITS (parent_t);
+SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT k, count(*) AS n FROM parted GROUP BY k') $$,
+  '0A000', 'materialized view "m" cannot be maintained incrementally: "parted" is a partitioned table, whose partitions can be written directly',
+  'partitioned tables are refused: a write into a partition would be missed');
+SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT k, count(*) AS n FROM parted_1 GROUP BY k') $$,
+  '0A000', NULL, 'so are partitions');
+SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT k, count(*) AS n FROM ONLY parent_t GROUP BY k') $$,
+  '0A000', NULL, 'and tables with inheritance children');
 SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT customer_id, count(*) + 1 FROM orders GROUP BY 1') $$,
   '0A000', 'materialized view "m" cannot be maintained incrementally: column 2 has no name',
   'unnamed columns are refused');

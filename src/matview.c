@@ -880,6 +880,22 @@ trigger_name(const MatView *mv, int event)
 	return psprintf("pipeline_matview_" INT64_FORMAT "_%s", mv->id, trigger_events[event][0]);
 }
 
+/*
+ * Fire even under session_replication_role = replica, so that rows applied
+ * by a logical replication subscription reach the view too. (ALTER TABLE
+ * needs the table's owner; the view's owner may only have TRIGGER.)
+ */
+static void
+enable_always(Oid base, const char *trigger)
+{
+	IdentityFrame frame;
+
+	identity_enter_catalog(&frame);
+	execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", qualified_relation_name(base),
+					 quote_identifier(trigger)), 0, NULL, NULL, NULL, InvalidSnapshot);
+	identity_leave(&frame);
+}
+
 /* Statement triggers on every base table; they go when the view goes. */
 static void
 create_triggers(const MatView *mv)
@@ -913,6 +929,7 @@ create_triggers(const MatView *mv)
 			ObjectAddressSet(trigger, TriggerRelationId,
 							 get_trigger_oid(base, trigger_name(mv, e), false));
 			recordDependencyOn(&trigger, &view, DEPENDENCY_AUTO);
+			enable_always(base, trigger_name(mv, e));
 		}
 		/*
 		 * DROP TABLE of a base table, or ALTER TABLE DROP COLUMN of a column

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(43);
+SELECT plan(44);
 
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
@@ -139,6 +139,17 @@ SELECT results_eq('TABLE sensor_stats ORDER BY sensor',
   'SELECT sensor, count(*), count(value), sum(value), min(value), max(value) FROM readings WHERE ok GROUP BY sensor ORDER BY sensor',
   'one-row INSERTs into an immediate view give what the query gives');
 SELECT pipeline_drop_matview('sensor_stats');
+
+-- rows written with session_replication_role = replica (a logical
+-- replication subscription's apply) are captured too
+CREATE TABLE replicated (id int PRIMARY KEY, k int);
+SELECT pipeline_create_matview('replicated_counts', 'SELECT k, count(*) AS n FROM replicated GROUP BY k', 'immediate');
+SET session_replication_role = replica;
+INSERT INTO replicated VALUES (1, 1), (2, 1);
+RESET session_replication_role;
+SELECT results_eq('TABLE replicated_counts', $$ VALUES (1, 2::bigint) $$,
+  'changes applied in replica mode reach the view');
+SELECT pipeline_drop_matview('replicated_counts');
 
 -- drop removes the view, its triggers, its log and its catalog row
 SELECT lives_ok($$ SELECT pipeline_drop_matview('marts.revenue') $$, 'drop');

@@ -85,6 +85,26 @@ check_raw_statement(SelectStmt *sel)
 		unsupported("DISTINCT is not supported", "Use GROUP BY.");
 }
 
+/* now(), current_date and friends: a view of them goes stale as time passes. */
+static bool
+reads_the_clock(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SQLValueFunction))
+		return true;
+	if (IsA(node, FuncExpr))
+	{
+		Oid			f = ((FuncExpr *) node)->funcid;
+
+		if (f == F_NOW || f == F_STATEMENT_TIMESTAMP || f == F_TRANSACTION_TIMESTAMP)
+			return true;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, reads_the_clock, context, 0);
+	return expression_tree_walker(node, reads_the_clock, context);
+}
+
 static void
 check_query(Query *q)
 {
@@ -102,6 +122,9 @@ check_query(Query *q)
 	if (contain_volatile_functions((Node *) q))
 		unsupported("volatile functions are not supported",
 					"A view recomputed group by group must give the same result each time.");
+	if (reads_the_clock((Node *) q, NULL))
+		unsupported("now(), CURRENT_DATE and other values of the current time or user are not supported",
+					"The view would go stale as time passes: filter when reading it, or use a pipeline.");
 }
 
 /* The columns of range table entry "varno" that the query reads. */

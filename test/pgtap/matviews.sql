@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(44);
+SELECT plan(46);
 
 CREATE TABLE customers (id int PRIMARY KEY, region text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers,
@@ -32,6 +32,10 @@ SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT a.customer_id, c
   'self-joins are refused');
 SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT customer_id, count(*) AS n, random() AS r FROM orders GROUP BY 1') $$,
   '0A000', NULL, 'volatile functions are refused');
+SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT customer_id, count(*) AS n FROM orders WHERE created_at > now() - interval ''7 days'' GROUP BY 1') $$,
+  '0A000', NULL, 'now() is refused: the view would go stale as time passes');
+SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT customer_id, count(*) AS n FROM orders WHERE created_at::date = CURRENT_DATE GROUP BY 1') $$,
+  '0A000', NULL, 'so is CURRENT_DATE');
 SELECT throws_ok($$ SELECT pipeline_create_matview('m', 'SELECT count(*) AS n FROM orders GROUP BY customer_id') $$,
   '0A000', 'materialized view "m" cannot be maintained incrementally: every GROUP BY expression must be in the select list',
   'a GROUP BY expression outside the select list is refused');

@@ -290,7 +290,8 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	values[18] = CStringGetTextDatum(p->poll_interval);
 }
 
-static void
+/* A statement on the catalog, as its owner; "expected" rows or -1: any. */
+void
 run_catalog_statement(const char *sql, int nargs, Oid *types, Datum *values,
 					  char *nulls, int expected)
 {

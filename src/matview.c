@@ -53,32 +53,13 @@ matview_log_name(int64 id)
 	return psprintf("pipeline.matview_log_" INT64_FORMAT, id);
 }
 
-/* Set a GUC for the current nest level, unless it already has that value. */
-static void
-pin_setting(const char *name, const char *value)
-{
-	if (strcmp(GetConfigOption(name, false, false), value) != 0)
-		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-}
-
-/*
- * Run as the owner, under the settings the query was created with. (Each
- * setting is only changed when it differs: the capture trigger runs this
- * for every statement on a base table.)
- */
+/* Run as the owner, under the settings the query was created with. */
 void
 matview_enter(const MatView *mv, IdentityFrame *frame)
 {
-	GetUserIdAndSecContext(&frame->saved_userid, &frame->saved_sec_context);
-	SetUserIdAndSecContext(mv->owner,
-						   frame->saved_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	frame->saved_nestlevel = NewGUCNestLevel();
-	pin_setting("search_path", mv->search_path);
-	pin_setting("TimeZone", mv->timezone);
-	pin_setting("DateStyle", mv->datestyle);
+	identity_enter(frame, mv->owner, mv->search_path);
+	identity_pin("TimeZone", mv->timezone);
+	identity_pin("DateStyle", mv->datestyle);
 }
 
 static uint64
@@ -172,30 +153,22 @@ matview_delta_rows(const MatView *mv, const char *log)
 					log, arrays.data, names.data);
 }
 
-/* The value of one view column over the delta rows d. */
+/* The value of one view column, aggregated over the delta rows d. */
 static char *
-merge_value(const MatView *mv, const MatViewColumn *col, int attnum, bool one_row)
+merge_value(const MatViewColumn *col)
 {
-	char	   *arg = col->arg ? psprintf("d.a%d", col->arg) : NULL;
-	Oid			typid;
-	int32		typmod;
-	Oid			collation;
-	const char *type;
-
-	get_atttypetypmodcoll(mv->relid, attnum, &typid, &typmod, &collation);
-	type = format_type_with_typemod(typid, typmod);
+	char	   *arg = col->arg ? psprintf("d.a%d", col->arg) : "*";
 
 	switch (col->delta)
 	{
 		case DELTA_COUNT:
-			if (one_row)
-				return arg ? psprintf("CASE WHEN %s IS NULL THEN 0 ELSE 1 END::int8", arg) : "1::int8";
-			return psprintf("count(%s)", arg ? arg : "*");
+			return psprintf("count(%s)", arg);
 		case DELTA_SUM:
-			return one_row ? psprintf("%s::%s", arg, type) : psprintf("sum(%s)", arg);
+			return psprintf("sum(%s)", arg);
 		case DELTA_MIN:
+			return psprintf("min(%s)", arg);
 		case DELTA_MAX:
-			return one_row ? arg : psprintf("%s(%s)", col->delta == DELTA_MIN ? "min" : "max", arg);
+			return psprintf("max(%s)", arg);
 		case DELTA_NONE:
 			break;
 	}
@@ -205,12 +178,10 @@ merge_value(const MatView *mv, const MatViewColumn *col, int attnum, bool one_ro
 
 /*
  * INSERT .. ON CONFLICT merging the inserted rows of the delta into an
- * algebraic view; "filtered": leave out the groups being recomputed;
- * "one_row": the delta is a single row (no aggregation, which would cost
- * more than the merge itself for a one-row INSERT).
+ * algebraic view; "filtered": leave out the groups being recomputed.
  */
 char *
-matview_merge_sql(const MatView *mv, const char *delta, bool filtered, bool one_row)
+matview_merge_sql(const MatView *mv, const char *delta, bool filtered)
 {
 	StringInfoData select,
 				set;
@@ -232,7 +203,7 @@ matview_merge_sql(const MatView *mv, const char *delta, bool filtered, bool one_
 			appendStringInfo(&select, "d.k%d", ++k);
 			continue;
 		}
-		appendStringInfoString(&select, merge_value(mv, col, n, one_row));
+		appendStringInfoString(&select, merge_value(col));
 		if (set.len > 0)
 			appendStringInfoString(&set, ", ");
 		if (col->delta == DELTA_COUNT)
@@ -246,12 +217,11 @@ matview_merge_sql(const MatView *mv, const char *delta, bool filtered, bool one_
 							 col->delta == DELTA_MIN ? "LEAST" : "GREATEST", c, c);
 	}
 	return psprintf("INSERT INTO %s AS m SELECT %s FROM (%s) d WHERE d.sign > 0%s%s "
-					"%s%s ON CONFLICT (%s) DO %s%s",
+					"GROUP BY %s ON CONFLICT (%s) DO %s%s",
 					qualified_relation_name(mv->relid), select.data, delta,
 					filtered ? " AND NOT coalesce(" : "",
 					filtered ? psprintf("%s, false)", group_predicate(mv, "d.", true)) : "",
-					one_row ? "" : "GROUP BY ", one_row ? "" : key_list(mv, "d.", true),
-					key_list(mv, "", false),
+					key_list(mv, "d.", true), key_list(mv, "", false),
 					set.len > 0 ? "UPDATE SET " : "NOTHING", set.data);
 }
 
@@ -423,21 +393,9 @@ matview_apply(const MatView *mv, const char *delta, bool insert_only, bool full,
 		written += recompute(mv, relation, &g, snapshot);
 	}
 	if (mv->algebraic)
-		written += execute(matview_merge_sql(mv, delta, g.groups > 0, false),
+		written += execute(matview_merge_sql(mv, delta, g.groups > 0),
 						   g.groups > 0 ? g.n : 0, g.types, g.values, g.nulls, snapshot);
 	return written;
-}
-
-static void
-require_read_committed(const char *what, Oid relid)
-{
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s of materialized view \"%s\" cannot run in a %s transaction",
-						what, get_rel_name(relid),
-						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-				 errhint("Use a READ COMMITTED transaction.")));
 }
 
 /* ---- catalog ---- */
@@ -738,24 +696,13 @@ open_owned_matview(const char *name)
 }
 
 static void
-catalog_statement(const char *sql, int n, Oid *types, Datum *values, const char *nulls)
-{
-	IdentityFrame frame;
-
-	identity_enter_catalog(&frame);
-	if (SPI_execute_with_args(sql, n, types, values, nulls, false, 0) < 0)
-		elog(ERROR, "could not execute \"%s\"", sql);
-	identity_leave(&frame);
-}
-
-static void
 touch_refreshed(const MatView *mv)
 {
 	Oid			type = INT8OID;
 	Datum		value = Int64GetDatum(mv->id);
 
-	catalog_statement("UPDATE pipeline.matviews SET last_refresh_at = now() WHERE id = $1",
-					  1, &type, &value, NULL);
+	run_catalog_statement("UPDATE pipeline.matviews SET last_refresh_at = now() WHERE id = $1",
+						  1, &type, &value, NULL, -1);
 }
 
 /* ---- create ---- */
@@ -1064,6 +1011,17 @@ pipeline_create_matview(PG_FUNCTION_ARGS)
 /* ---- refresh ---- */
 
 /*
+ * The changes a log holds, as an aggregate over its rows: one per key in
+ * the arrays, or one per row (a TRUNCATE, or a view without keys).
+ */
+static const char *
+pending_count(const MatView *mv)
+{
+	return mv->nkeys > 0 ? "coalesce(sum(coalesce(cardinality(k1), 1)), 0)::int8"
+		: "count(*)";
+}
+
+/*
  * Apply a deferred view's log. Returns the changed base rows applied and
  * the groups written through "groups".
  */
@@ -1080,13 +1038,15 @@ refresh_view(const MatView *mv, int64 *groups)
 	*groups = 0;
 	if (mv->immediate)
 		return 0;
-	require_read_committed("a refresh", mv->relid);
+	require_read_committed(psprintf("a refresh of materialized view \"%s\" cannot run",
+									get_rel_name(mv->relid)),
+						   "Use a READ COMMITTED transaction.");
 	/* one refresher at a time; readers go on */
 	LockRelationOid(mv->relid, ExclusiveLock);
 	matview_enter(mv, &frame);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	execute(psprintf("SELECT coalesce(sum(%s), 0)::int8, coalesce(bool_or(sign = 0), false) FROM %s",
-					 mv->nkeys > 0 ? "coalesce(cardinality(k1), 1)" : "1", log),
+	execute(psprintf("SELECT %s, coalesce(bool_or(sign = 0), false) FROM %s",
+					 pending_count(mv), log),
 			0, NULL, NULL, NULL, snapshot);
 	changes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	truncated = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -1173,9 +1133,8 @@ pipeline_pending_changes(PG_FUNCTION_ARGS)
 	if (mv && !mv->immediate)
 	{
 		identity_enter_catalog(&frame);
-		execute(psprintf("SELECT coalesce(sum(%s), 0)::int8 FROM %s",
-						 mv->nkeys > 0 ? "coalesce(cardinality(k1), 1)" : "1",
-						 matview_log_name(mv->id)), 0, NULL, NULL, NULL, InvalidSnapshot);
+		execute(psprintf("SELECT %s FROM %s", pending_count(mv), matview_log_name(mv->id)),
+				0, NULL, NULL, NULL, InvalidSnapshot);
 		pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											  &isnull));
 		identity_leave(&frame);
@@ -1206,7 +1165,7 @@ pipeline_drop_matview(PG_FUNCTION_ARGS)
 	execute(psprintf("DROP TABLE %s", qualified_relation_name(mv->relid)), 0, NULL, NULL, NULL,
 			InvalidSnapshot);
 	identity_leave(&frame);
-	catalog_statement("DELETE FROM pipeline.matviews WHERE id = $1", 1, &type, &value, NULL);
+	run_catalog_statement("DELETE FROM pipeline.matviews WHERE id = $1", 1, &type, &value, NULL, -1);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

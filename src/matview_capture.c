@@ -36,13 +36,13 @@ typedef struct CaptureEntry
 {
 	Oid			trigger;		/* hash key: pg_trigger oid */
 	MatView    *mv;
-	char	   *capture;		/* this base table's capture SELECT */
-	char	   *capture_new;	/* ... reading __pipeline_new */
+	char	   *capture_new;	/* this base table's capture SELECT over the
+								 * new rows (transition table __pipeline_new) */
+	char	   *capture_old;	/* ... over the old rows (__pipeline_old) */
 	SPIPlanPtr	log_new;		/* deferred: log the new rows */
 	SPIPlanPtr	log_old;		/* deferred: log the old rows */
 	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
-	SPIPlanPtr	merge_one;		/* ... the same for a one-row INSERT */
-	FastPath   *fast;			/* ... without SQL (matview_fastpath.c) */
+	FastPath   *fast;			/* ... one row, without SQL (matview_fastpath.c) */
 } CaptureEntry;
 
 static HTAB *captures = NULL;
@@ -50,10 +50,10 @@ static MemoryContext capture_context = NULL;
 
 /* The capture SELECT reading the transition table "rows". */
 static char *
-capture_of(const CaptureEntry *e, const char *rows)
+capture_of(const char *capture, const char *rows)
 {
 	StringInfoData s;
-	const char *p = e->capture;
+	const char *p = capture;
 	const char *hit;
 
 	initStringInfo(&s);
@@ -118,7 +118,7 @@ log_sql(const CaptureEntry *e, bool new_rows)
 	return psprintf("INSERT INTO %s (%s) SELECT %s FROM (SELECT %s FROM (%s) c) c "
 					"HAVING count(*) > 0",
 					matview_log_name(mv->id), cols.data, aggs.data, distinct,
-					capture_of(e, new_rows ? "__pipeline_new" : "__pipeline_old"));
+					new_rows ? e->capture_new : e->capture_old);
 }
 
 /* The cached definition of the trigger that fired; plans come on first use. */
@@ -169,9 +169,9 @@ capture_entry(TriggerData *td)
 	memset(e, 0, sizeof(CaptureEntry));
 	e->trigger = td->tg_trigger->tgoid;
 	e->mv = mv;
-	e->capture = list_nth(mv->capture, index);
 	old = MemoryContextSwitchTo(capture_context);
-	e->capture_new = capture_of(e, "__pipeline_new");
+	e->capture_new = capture_of(list_nth(mv->capture, index), "__pipeline_new");
+	e->capture_old = capture_of(list_nth(mv->capture, index), "__pipeline_old");
 	MemoryContextSwitchTo(old);
 	return e;
 }
@@ -222,13 +222,10 @@ log_changes(CaptureEntry *e, TriggerData *td)
 static void
 lock_immediate_view(const MatView *mv)
 {
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("immediate materialized view \"%s\" cannot be maintained in a %s transaction",
-						get_rel_name(mv->relid),
-						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-				 errhint("Write in a READ COMMITTED transaction, or recreate the view with refresh 'deferred'.")));
+	if (IsolationUsesXactSnapshot())	/* no string work on the hot path */
+		require_read_committed(psprintf("immediate materialized view \"%s\" cannot be maintained",
+										get_rel_name(mv->relid)),
+							   "Write in a READ COMMITTED transaction, or recreate the view with refresh 'deferred'.");
 	LockRelationOid(mv->relid, ExclusiveLock);
 }
 
@@ -268,26 +265,20 @@ apply_changes(CaptureEntry *e, TriggerData *td)
 		return;
 	if (mv->algebraic && !has_rows(td->tg_oldtable))
 	{
-		/* one row into a single-table view: one captured row, no aggregation */
-		bool		one_row = tuplestore_tuple_count(td->tg_newtable) == 1 &&
-			list_length(mv->bases) == 1;
-		SPIPlanPtr *plan = one_row ? &e->merge_one : &e->merge_new;
-
-		if (*plan == NULL)
-			*plan = keep_plan(matview_merge_sql(mv,
-												psprintf("SELECT 1 AS sign, c.* FROM (%s) c",
-														 capture_of(e, "__pipeline_new")),
-												false, one_row));
-		run_plan(*plan);
+		if (e->merge_new == NULL)
+			e->merge_new = keep_plan(matview_merge_sql(mv,
+													   psprintf("SELECT 1 AS sign, c.* FROM (%s) c",
+																e->capture_new),
+													   false));
+		run_plan(e->merge_new);
 		return;
 	}
 	initStringInfo(&delta);
 	if (has_rows(td->tg_oldtable))
-		appendStringInfo(&delta, "SELECT -1 AS sign, c.* FROM (%s) c",
-						 capture_of(e, "__pipeline_old"));
+		appendStringInfo(&delta, "SELECT -1 AS sign, c.* FROM (%s) c", e->capture_old);
 	if (has_rows(td->tg_newtable))
 		appendStringInfo(&delta, "%sSELECT 1 AS sign, c.* FROM (%s) c",
-						 delta.len > 0 ? " UNION ALL " : "", capture_of(e, "__pipeline_new"));
+						 delta.len > 0 ? " UNION ALL " : "", e->capture_new);
 	(void) matview_apply(mv, delta.data, false, mv->nkeys == 0, InvalidSnapshot);
 }
 

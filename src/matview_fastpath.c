@@ -183,19 +183,21 @@ build(const MatView *mv, Oid base, const char *capture)
 	FastPath   *fp = palloc0(sizeof(FastPath));
 	Query	   *q = analyze_capture(base, capture);
 	Relation	view = table_open(mv->relid, AccessShareLock);
+	Relation	table = table_open(base, AccessShareLock);
 	List	   *indexes = RelationGetIndexList(view);
 	ListCell   *lc;
 	int			i = 0;
+	int			k = 0;
 
 	fp->generation = relcache_generation;
 	fp->index = list_length(indexes) == 1 ? linitial_oid(indexes) : InvalidOid;
 	if (OidIsValid(fp->index))
 		prepare_probe(fp, mv, fp->index);
-	table_close(view, AccessShareLock);
 	fp->nkeys = mv->nkeys;
 	fp->nargs = mv->nargs;
 	fp->keys = palloc(sizeof(ExprState *) * Max(fp->nkeys, 1));
 	fp->args = palloc(sizeof(ExprState *) * Max(fp->nargs, 1));
+	/* the capture's select list: k1..kn, then a1..am */
 	foreach(lc, q->targetList)
 	{
 		Expr	   *expr = ((TargetEntry *) lfirst(lc))->expr;
@@ -211,35 +213,25 @@ build(const MatView *mv, Oid base, const char *capture)
 								NULL);
 	fp->ncolumns = list_length(mv->columns);
 	fp->columns = palloc0(sizeof(FastColumn) * fp->ncolumns);
-	/* number the keys in column order, as k<n> are */
+	i = 0;
+	foreach(lc, mv->columns)
 	{
-		int			k = 0;
+		MatViewColumn *col = lfirst(lc);
 
-		i = 0;
-		foreach(lc, mv->columns)
-		{
-			MatViewColumn *col = lfirst(lc);
-
-			if (col->key)
-				fp->columns[i].key = ++k;
-			else
-				describe_column(&fp->columns[i], mv, col, i + 1, q);
-			i++;
-		}
+		if (col->key)
+			fp->columns[i].key = ++k;	/* keys in column order, as k<n> are */
+		else
+			describe_column(&fp->columns[i], mv, col, i + 1, q);
+		i++;
 	}
-	{
-		Relation	rel = table_open(base, AccessShareLock);
-
-		fp->row = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
-										   &TTSOpsMinimalTuple);
-		table_close(rel, AccessShareLock);
-		rel = table_open(mv->relid, AccessShareLock);
-		fp->found = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
-											 table_slot_callbacks(rel));
-		fp->merged = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
-											  &TTSOpsVirtual);
-		table_close(rel, AccessShareLock);
-	}
+	fp->row = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(table)),
+									   &TTSOpsMinimalTuple);
+	fp->found = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(view)),
+										 table_slot_callbacks(view));
+	fp->merged = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(view)),
+										  &TTSOpsVirtual);
+	table_close(table, AccessShareLock);
+	table_close(view, AccessShareLock);
 	fp->econtext = CreateStandaloneExprContext();
 	return fp;
 }
@@ -332,9 +324,8 @@ executor_state(Relation view, ResultRelInfo *result)
  * caller's ExclusiveLock on the view already keeps other writers out.
  */
 static bool
-find_group(FastPath *fp, Relation view, Datum *keys, TupleTableSlot *found)
+find_group(FastPath *fp, Relation view, Relation irel, Datum *keys, TupleTableSlot *found)
 {
-	Relation	irel = index_open(fp->index, AccessShareLock);
 	int			ncols = IndexRelationGetNumberOfKeyAttributes(irel);
 	ScanKeyData probe[INDEX_MAX_KEYS];
 	IndexScanDesc scan;
@@ -353,8 +344,18 @@ find_group(FastPath *fp, Relation view, Datum *keys, TupleTableSlot *found)
 	index_rescan(scan, probe, ncols, NULL, 0);
 	exists = index_getnext_slot(scan, ForwardScanDirection, found);
 	index_endscan(scan);
-	index_close(irel, AccessShareLock);
 	return exists;
+}
+
+/* The key index among those ExecOpenIndices opened for the write. */
+static Relation
+key_index(FastPath *fp, ResultRelInfo *result)
+{
+	for (int i = 0; i < result->ri_NumIndices; i++)
+		if (RelationGetRelid(result->ri_IndexRelationDescs[i]) == fp->index)
+			return result->ri_IndexRelationDescs[i];
+	elog(ERROR, "index %u of the materialized view is not open", fp->index);
+	return NULL;
 }
 
 /* Write the view's row for the new row's group. */
@@ -367,7 +368,7 @@ write_row(FastPath *fp, Relation view, Datum *keys, Datum *args, bool *argnull)
 	TupleTableSlot *row = fp->merged;
 	bool		exists;
 
-	exists = find_group(fp, view, keys, found);
+	exists = find_group(fp, view, key_index(fp, result), keys, found);
 	if (exists)
 		slot_getallattrs(found);
 

@@ -93,9 +93,11 @@ typedef struct IdentityFrame
 
 extern void identity_enter(IdentityFrame *frame, Oid role,
 						   const char *search_path);
+extern void identity_pin(const char *name, const char *value);
 extern void identity_leave(IdentityFrame *frame);
 extern void identity_enter_catalog(IdentityFrame *frame);
 extern void check_pipeline_owner(const Pipeline *p);
+extern void require_read_committed(const char *action, const char *hint);
 extern const char *catalog_search_path;
 
 /* catalog.c: reading and writing pipeline.pipelines and pipeline.runs */
@@ -108,6 +110,8 @@ extern Pipeline *open_owned_pipeline(const char *name);
 extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);
 extern void catalog_update_pipeline(const Pipeline *p);
 extern void catalog_delete_pipeline(const char *name);
+extern void run_catalog_statement(const char *sql, int nargs, Oid *types, Datum *values,
+								  char *nulls, int expected);
 extern void catalog_set_watermark(const char *name, const char *watermark,
 								  bool succeeded);
 extern void catalog_record_failure(const char *name);
@@ -265,8 +269,7 @@ extern Oid	matview_relation(const char *name);
 extern char *matview_job_key(Oid relid);
 extern int64 matview_apply(const MatView *mv, const char *delta_sql,
 						   bool insert_only, bool full, Snapshot snapshot);
-extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered,
-							   bool one_row);
+extern char *matview_merge_sql(const MatView *mv, const char *delta, bool filtered);
 extern void matview_enter(const MatView *mv, IdentityFrame *frame);
 extern void refresh_matviews_of(Oid base);
 

@@ -72,12 +72,8 @@ check_isolation(const char *name)
 	 * first snapshot, blind to the writers the run waited for: rows would be
 	 * skipped for good.
 	 */
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pipeline \"%s\" cannot run in a %s transaction", name,
-						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-				 errhint("Run it in a READ COMMITTED transaction.")));
+	require_read_committed(psprintf("pipeline \"%s\" cannot run", name),
+						   "Run it in a READ COMMITTED transaction.");
 }
 
 /* The id of a run that does work, taken before its rows are quarantined. */

@@ -69,13 +69,18 @@ static JobTarget
 job_target(const char *name)
 {
 	JobTarget	t;
+	Pipeline   *p;
 	Oid			view = InvalidOid;
 
-	if (catalog_read_pipeline(name, true) == NULL)
+	catalog_lock_pipeline(name);
+	p = catalog_read_pipeline(name, true);
+	if (p == NULL)
 		view = matview_relation(name);
 	if (!OidIsValid(view))
 	{
-		(void) open_owned_pipeline(name);
+		if (p == NULL)
+			p = catalog_read_pipeline(name, false); /* "does not exist" */
+		check_pipeline_owner(p);
 		t.key = name;
 		t.command = psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
 		t.catalog_update = "UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1";

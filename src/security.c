@@ -19,10 +19,23 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 
 /* search_path for the catalog's own statements: nothing user-writable. */
 const char *catalog_search_path = "pg_catalog, pg_temp";
+
+/*
+ * Set a GUC at the frame's nest level, unless it already has that value
+ * (statement triggers enter a frame for every statement).
+ */
+void
+identity_pin(const char *name, const char *value)
+{
+	if (strcmp(GetConfigOption(name, false, false), value) != 0)
+		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
 
 void
 identity_enter(IdentityFrame *frame, Oid role, const char *search_path)
@@ -33,9 +46,7 @@ identity_enter(IdentityFrame *frame, Oid role, const char *search_path)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	frame->saved_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", search_path,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	identity_pin("search_path", search_path);
 }
 
 void
@@ -76,4 +87,20 @@ check_pipeline_owner(const Pipeline *p)
 				 errdetail("Pipeline \"%s\" is owned by role \"%s\".",
 						   p->name, GetUserNameFromId(p->owner, false)),
 				 errhint("Only members of the owning role can use it.")));
+}
+
+/*
+ * Refuse REPEATABLE READ and SERIALIZABLE for work that must see what
+ * other transactions committed since this one began: "action" reads
+ * "<what> cannot run" and gets " in a ... transaction" appended.
+ */
+void
+require_read_committed(const char *action, const char *hint)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s in a %s transaction", action,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errhint("%s", hint)));
 }

@@ -18,9 +18,16 @@ OBJS = \
 	src/matview_query.o \
 	src/matview.o \
 	src/matview_capture.o \
-	src/matview_fastpath.o
+	src/matview_fastpath.o \
+	src/cdc_source.o \
+	src/cdc_apply.o \
+	src/cdc.o
 
-DATA = pipeline--0.1.sql pipeline--0.2.sql pipeline--0.1--0.2.sql
+DATA = pipeline--0.1.sql pipeline--0.2.sql pipeline--0.1--0.2.sql \
+	pipeline--0.2--0.3.sql
+# The full script of the current version is the previous one plus its
+# update, so a fresh install and an updated one cannot differ.
+DATA_built = pipeline--0.3.sql
 PGFILEDESC = "pipeline - in-database data pipelines"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -37,3 +44,7 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies
 $(OBJS): src/pipeline.h
+
+pipeline--0.3.sql: pipeline--0.2.sql pipeline--0.2--0.3.sql
+	( echo '/* pipeline--0.3.sql: generated from pipeline--0.2.sql and pipeline--0.2--0.3.sql */'; \
+	  cat pipeline--0.2.sql; grep -v '^\\echo' pipeline--0.2--0.3.sql ) > $@

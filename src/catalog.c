@@ -86,6 +86,8 @@ load_mode_name(LoadMode mode)
 			return "upsert";
 		case LOAD_REPLACE:
 			return "replace";
+		case LOAD_CDC:
+			return "cdc";
 	}
 	return NULL;				/* keep compiler quiet */
 }
@@ -99,6 +101,8 @@ parse_load_mode(const char *mode)
 		return LOAD_UPSERT;
 	if (strcmp(mode, "replace") == 0)
 		return LOAD_REPLACE;
+	if (strcmp(mode, "cdc") == 0)
+		return LOAD_CDC;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid pipeline mode \"%s\"", mode),
@@ -253,8 +257,10 @@ definition_args(const Pipeline *p, Oid *types, Datum *values, char *nulls)
 	values[1] = ObjectIdGetDatum(p->owner);
 	types[2] = OIDOID;
 	values[2] = ObjectIdGetDatum(p->source);
+	nulls[2] = OidIsValid(p->source) ? ' ' : 'n';	/* none for CDC */
 	types[3] = OIDOID;
 	values[3] = ObjectIdGetDatum(p->target);
+	nulls[3] = OidIsValid(p->target) ? ' ' : 'n';
 	types[4] = TEXTOID;
 	values[4] = text_arg(p->transform, &nulls[4]);
 	types[5] = TEXTOID;
@@ -409,6 +415,14 @@ catalog_record_failure(const char *name)
 				  "retry_at = CASE WHEN failures + 1 <= retries THEN "
 				  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
 				  "WHERE name = $1", name, 1);
+}
+
+/* Stop running a pipeline until pipeline_alter enables it again. */
+void
+catalog_pause(const char *name)
+{
+	statement_for("UPDATE pipeline.pipelines SET enabled = false, retry_at = NULL WHERE name = $1",
+				  name, 1);
 }
 
 /* The pipeline ran: an upstream's request to run it is served. */

@@ -158,8 +158,8 @@ apply_option(Pipeline *p, const char *key, const char *jtype,
 						 "Valid options are batch_size, lag, enabled, depends_on, cascade, retries, retry_delay, timeout, continuous and poll_interval.")));
 }
 
-static void
-apply_options(Pipeline *p, Jsonb *options, bool definition)
+void
+pipeline_apply_options(Pipeline *p, Jsonb *options, bool definition)
 {
 	IdentityFrame frame;
 	Oid			type = JSONBOID;
@@ -344,7 +344,18 @@ check_interval(const Pipeline *p, const char *key, const char *value, const char
 void
 validate_pipeline(Pipeline *p)
 {
-	const char *source_name = get_rel_name(p->source);
+	const char *source_name;
+
+	if (p->mode == LOAD_CDC)
+	{
+		/* a CDC pipeline's tables are checked against its publication */
+		check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
+		if (p->timeout)
+			check_interval(p, "timeout", p->timeout, "> '0'");
+		check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
+		return;
+	}
+	source_name = get_rel_name(p->source);
 
 	check_source_kind(p->source, source_name);
 	check_target_kind(p->target, get_rel_name(p->target));
@@ -398,7 +409,7 @@ pipeline_create(PG_FUNCTION_ARGS)
 	p->search_path = pstrdup(GetConfigOption("search_path", false, false));
 	options = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
 	if (options)
-		apply_options(p, options, false);
+		pipeline_apply_options(p, options, false);
 
 	validate_pipeline(p);
 	catalog_insert_pipeline(p, options ? options :
@@ -417,7 +428,7 @@ pipeline_alter(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	p = open_owned_pipeline(name);
-	apply_options(p, PG_GETARG_JSONB_P(1), true);
+	pipeline_apply_options(p, PG_GETARG_JSONB_P(1), p->mode != LOAD_CDC);
 	if (p->mode != LOAD_UPSERT)
 		p->key = NIL;
 	validate_pipeline(p);
@@ -431,10 +442,14 @@ Datum
 pipeline_drop(PG_FUNCTION_ARGS)
 {
 	const char *name = arg_cstring(fcinfo, 0);
+	bool		drop_slot = PG_NARGS() < 2 || PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
+	Pipeline   *p;
 
 	SPI_connect();
-	(void) open_owned_pipeline(name);
+	p = open_owned_pipeline(name);
 	catalog_delete_pipeline(name);
+	if (p->mode == LOAD_CDC)
+		cdc_drop(p, drop_slot);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -454,6 +469,7 @@ pipeline_reset(PG_FUNCTION_ARGS)
 	require_arg(name, "name");
 	SPI_connect();
 	p = open_owned_pipeline(name);
+	refuse_cdc(p, "reset");
 	if (p->watermark == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

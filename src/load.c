@@ -66,7 +66,7 @@ default_key(Oid target)
 	return key;
 }
 
-static void
+void
 append_column_list(StringInfo sql, List *output)
 {
 	ListCell   *lc;
@@ -145,7 +145,7 @@ row_as_jsonb(List *output, const char *prefix)
  * columns alone.
  */
 static char *
-route_condition(List *rules, List *output, const char *carry)
+route_condition(List *rules, List *output, List *carry)
 {
 	StringInfoData sql;
 	StringInfoData any_bad;
@@ -154,10 +154,13 @@ route_condition(List *rules, List *output, const char *carry)
 	ListCell   *lc;
 	bool		first = true;
 
-	/* a replayed row carries its quarantine id, to tell which stay bad */
-	if (carry)
+	/*
+	 * Carried columns go into the quarantined row: a replayed row's
+	 * quarantine id (to tell which stay bad), a change's LSN and table.
+	 */
+	foreach(lc, carry)
 		data = psprintf("%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s, __pipeline_w.%s)",
-						data, quote_literal_cstr(carry), carry);
+						data, quote_literal_cstr(strVal(lfirst(lc))), strVal(lfirst(lc)));
 	initStringInfo(&sql);
 	initStringInfo(&any_bad);
 	initStringInfo(&names);
@@ -202,7 +205,7 @@ route_condition(List *rules, List *output, const char *carry)
  */
 static char *
 rows_query(const char *transform, List *output, List *rules,
-		   const char *order, const char *carry)
+		   const char *order, List *carry)
 {
 	StringInfoData v;
 	StringInfoData sql;
@@ -221,8 +224,8 @@ rows_query(const char *transform, List *output, List *rules,
 	}
 	if (order)
 		appendStringInfo(&v, ", %s AS __pipeline_order", order);
-	if (carry)
-		appendStringInfo(&v, ", " OUTPUT_ALIAS ".%s", carry);
+	foreach(lc, carry)
+		appendStringInfo(&v, ", " OUTPUT_ALIAS ".%s", strVal(lfirst(lc)));
 	appendStringInfo(&v, " FROM (\n%s\n) AS " OUTPUT_ALIAS, transform);
 	if (rules == NIL)
 		return v.data;
@@ -235,6 +238,13 @@ rows_query(const char *transform, List *output, List *rules,
 	appendStringInfo(&sql, " FROM (%s OFFSET 0) AS __pipeline_v OFFSET 0) AS __pipeline_w WHERE %s",
 					 v.data, route_condition(rules, output, carry));
 	return sql.data;
+}
+
+/* rows_query for the apply statements of CDC pipelines (cdc_apply.c) */
+char *
+load_rows_query(const char *transform, List *output, List *rules, List *carry)
+{
+	return rows_query(transform, output, rules, NULL, carry);
 }
 
 static char *
@@ -314,7 +324,7 @@ load_statements(const Pipeline *p, const BatchRange *range, const char *replay)
 			psprintf(OUTPUT_ALIAS ".%s", quote_identifier(p->watermark)) :
 			"pg_catalog.row_number() OVER ()";
 	rows = rows_query(replay ? replay : transform, output, rules, order,
-					  replay ? "__pipeline_qid" : NULL);
+					  replay ? list_make1(makeString("__pipeline_qid")) : NIL);
 
 	switch (p->mode)
 	{
@@ -328,6 +338,8 @@ load_statements(const Pipeline *p, const BatchRange *range, const char *replay)
 				return list_make1(insert_statement(with_batch, target, rows, output));
 			return list_make2(psprintf("DELETE FROM %s", target),
 							  insert_statement(with_batch, target, rows, output));
+		case LOAD_CDC:
+			elog(ERROR, "pipeline \"%s\" is a CDC pipeline", p->name);
 	}
 	return NIL;					/* keep compiler quiet */
 }

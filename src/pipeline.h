@@ -19,6 +19,8 @@
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
 /* Alias of the source relation inside the generated batch query. */
@@ -30,7 +32,8 @@ typedef enum LoadMode
 {
 	LOAD_APPEND,
 	LOAD_UPSERT,
-	LOAD_REPLACE
+	LOAD_REPLACE,
+	LOAD_CDC					/* a CDC pipeline: see cdc.c */
 } LoadMode;
 
 /* What happens to a row that breaks a contract rule. */
@@ -116,12 +119,14 @@ extern void catalog_set_watermark(const char *name, const char *watermark,
 								  bool succeeded);
 extern void catalog_record_failure(const char *name);
 extern void catalog_dequeue(const char *name);
+extern void catalog_pause(const char *name);
 extern void catalog_queue_downstream(const char *name);
 extern const char *load_mode_name(LoadMode mode);
 extern LoadMode parse_load_mode(const char *mode);
 
 /* define.c: validation shared by create and alter */
 extern void validate_pipeline(Pipeline *p);
+extern void pipeline_apply_options(Pipeline *p, Jsonb *options, bool definition);
 
 /* depends.c: the DAG of pipelines */
 extern void check_dependencies(const Pipeline *p);
@@ -181,6 +186,7 @@ extern void check_transform_syntax(const char *transform, const char *name);
 extern List *transform_output(const Pipeline *p, const char *batch_sql,
 							  bool *has_watermark);
 extern char *transform_sql(const Pipeline *p);
+extern OutputColumn *text_output_column(Oid target, const char *name);
 
 /* load.c: the statements that move a batch into the target */
 typedef struct LoadCounts
@@ -192,6 +198,9 @@ typedef struct LoadCounts
 
 extern List *load_statements(const Pipeline *p, const BatchRange *range,
 							 const char *replay);
+extern char *load_rows_query(const char *transform, List *output, List *rules,
+							 List *carry);
+extern void append_column_list(StringInfo sql, List *output);
 extern void analyze_statements(List *statements, const char *pipeline);
 extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
 extern LoadCounts load_replay(const Pipeline *p, const char *replay);
@@ -278,6 +287,80 @@ typedef struct FastPath FastPath;
 struct Tuplestorestate;
 extern bool matview_fast_insert(FastPath **cache, MemoryContext context, const MatView *mv,
 								Oid base, const char *capture, struct Tuplestorestate *rows);
+
+/* cdc.c, cdc_source.c, cdc_apply.c: change data capture */
+
+/* A CDC pipeline's source: one row of pipeline.cdc. */
+typedef struct CdcSource
+{
+	char	   *publication;
+	char	   *target_schema;	/* NULL: only the events table */
+	char	   *connection;		/* NULL: this server */
+	char	   *conninfo;		/* what is used to connect */
+	char	   *slot;
+	XLogRecPtr	applied_lsn;	/* end of the last applied transaction */
+	Oid			events;			/* the events table, or InvalidOid */
+	bool		local;			/* the source is this database */
+} CdcSource;
+
+/* What one CDC run did. */
+typedef struct CdcCounts
+{
+	int64		changes;		/* decoded changes applied or quarantined */
+	int64		loaded;			/* rows written to the target tables */
+	int64		transactions;
+	XLogRecPtr	end_lsn;		/* applied_lsn after the run */
+	List	   *touched;		/* target tables written (Oid) */
+} CdcCounts;
+
+/* A published table, as the source lists it. */
+typedef struct PublishedTable
+{
+	char	   *nspname;
+	char	   *relname;
+	List	   *columns;		/* String: the published columns */
+} PublishedTable;
+
+struct WalReceiverConn;
+struct LogicalRepRelation;
+struct LogicalRepTupleData;
+typedef struct CdcApply CdcApply;
+
+extern CdcSource *cdc_read(const Pipeline *p);
+extern CdcCounts cdc_run(const Pipeline *p);
+extern void cdc_drop(const Pipeline *p, bool drop_slot);
+extern bool cdc_installed(void);
+extern void refuse_cdc(const Pipeline *p, const char *what);
+
+extern struct WalReceiverConn *cdc_connect(const char *conninfo, const char *pipeline);
+extern void cdc_disconnect(struct WalReceiverConn *conn);
+extern char *cdc_local_conninfo(Oid owner);
+extern void cdc_check_publication(struct WalReceiverConn *conn, const char *publication,
+								  const char *pipeline);
+extern List *cdc_published_tables(struct WalReceiverConn *conn, const char *publication);
+extern XLogRecPtr cdc_create_slot(struct WalReceiverConn *conn, const char *slot,
+								  bool use_snapshot);
+extern void cdc_drop_slot(const char *conninfo, const char *slot, const char *pipeline);
+extern void cdc_copy_table(struct WalReceiverConn *conn, const PublishedTable *table,
+						   Oid target, const char *pipeline);
+extern XLogRecPtr cdc_source_flush_lsn(struct WalReceiverConn *conn);
+extern void cdc_stream(struct WalReceiverConn *conn, const CdcSource *src,
+					   XLogRecPtr upto, int64 batch_size, CdcApply *apply);
+
+extern CdcApply *cdc_apply_begin(const Pipeline *p, const CdcSource *src);
+extern void cdc_apply_relation(CdcApply *a, struct LogicalRepRelation *rel);
+extern bool cdc_apply_transaction(CdcApply *a, XLogRecPtr final_lsn, TimestampTz commit_time);
+extern void cdc_apply_change(CdcApply *a, char op, uint32 relid, XLogRecPtr lsn,
+							 struct LogicalRepTupleData *oldtup,
+							 struct LogicalRepTupleData *newtup);
+extern void cdc_apply_truncate(CdcApply *a, List *relids, bool restart_seqs,
+							   XLogRecPtr lsn);
+extern void cdc_apply_commit(CdcApply *a, XLogRecPtr end_lsn);
+extern int64 cdc_apply_changes(CdcApply *a);
+extern CdcCounts cdc_apply_end(CdcApply *a);
+extern Oid	cdc_target_table(const char *target_schema, const char *relname,
+							 const char *source_schema, List *columns,
+							 const char *pipeline);
 
 /* helpers */
 

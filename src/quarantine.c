@@ -313,7 +313,18 @@ route_store(const Pipeline *p, int64 run_id)
 	values[1] = ObjectIdGetDatum(p->owner);
 	values[2] = Int64GetDatum(run_id);
 	identity_enter_catalog(&frame);
-	if (SPI_execute_with_args("INSERT INTO pipeline.quarantine (pipeline, owner, run_id, data, violations) "
+	/*
+	 * A CDC change carries its LSN and table (cdc_apply.c) into columns of
+	 * their own, which a catalog older than 0.3 lacks.
+	 */
+	if (SPI_execute_with_args(cdc_installed() ?
+							  "INSERT INTO pipeline.quarantine (pipeline, owner, run_id, data, violations, "
+							  "lsn, relation) "
+							  "SELECT $1, $2::regrole, $3, "
+							  "d.data - '{__pipeline_lsn,__pipeline_table}'::text[], d.violations, "
+							  "(d.data ->> '__pipeline_lsn')::pg_lsn, d.data ->> '__pipeline_table' "
+							  "FROM pg_catalog.pipeline_diverted() d" :
+							  "INSERT INTO pipeline.quarantine (pipeline, owner, run_id, data, violations) "
 							  "SELECT $1, $2::regrole, $3, d.data, d.violations "
 							  "FROM pg_catalog.pipeline_diverted() d",
 							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -419,6 +430,7 @@ pipeline_replay(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	p = open_owned_pipeline(name);
+	refuse_cdc(p, "replay quarantined rows of");
 	route_begin(p->name);
 	identity_enter(&frame, p->owner, p->search_path);
 	{

@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/resowner.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -96,11 +97,51 @@ next_run_id(void)
  * Extract, transform and load as the owner, then check the contract's
  * limits and quarantine the rows that broke it.
  */
+static char *
+lsn_text(XLogRecPtr lsn)
+{
+	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
+}
+
+/*
+ * A CDC run: the changes from the slot, applied and recorded with the LSN
+ * range as the run's watermarks. A run that found no change leaves no
+ * history, as an idle run of any pipeline.
+ */
+static void
+do_cdc_run(Pipeline *p, RunRecord *run)
+{
+	XLogRecPtr	from = p->last_watermark ?
+		DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(p->last_watermark))) : 0;
+	CdcCounts	counts;
+	ListCell   *lc;
+
+	p->rules = contract_read(p);
+	counts = cdc_run(p);
+	run->range.from = lsn_text(from);
+	run->range.to = lsn_text(Max(from, counts.end_lsn));
+	run->range.idle = counts.changes == 0;
+	if (run->range.idle)
+		return;
+	run->run_id = next_run_id();
+	run->counts.rows_read = counts.changes;
+	run->counts.rows_loaded = counts.loaded;
+	route_check_limits(p, counts.changes);
+	run->counts.rows_quarantined = route_store(p, run->run_id);
+	foreach(lc, counts.touched)
+		refresh_matviews_of(lfirst_oid(lc));
+}
+
 static void
 do_run(Pipeline *p, RunRecord *run)
 {
 	IdentityFrame frame;
 
+	if (p->mode == LOAD_CDC)
+	{
+		do_cdc_run(p, run);
+		return;
+	}
 	run->range = extract_range(p, true);
 	if (run->range.idle)
 		return;
@@ -354,6 +395,23 @@ alert(const Pipeline *p, const RunRecord *run, const char *previous)
 }
 
 /*
+ * A CDC pipeline whose source and targets disagree (a publication gone, a
+ * target table or column missing: SQLSTATE class 42) is paused rather than
+ * retried: nothing can succeed until someone changes the schema, and the
+ * changes wait in the slot meanwhile.
+ */
+static bool
+cdc_needs_pause(const Pipeline *p, RunRecord *run)
+{
+	if (p->mode != LOAD_CDC || strcmp(run->status, "failed") != 0 ||
+		run->sqlstate == NULL || strncmp(run->sqlstate, "42", 2) != 0)
+		return false;
+	run->error = psprintf("%s (pipeline paused: fix the schema, then pipeline_alter('%s', '{\"enabled\": true}'))",
+						  run->error, p->name);
+	return true;
+}
+
+/*
  * A call from a person (or pipeline_run_all) waits for a run of the same
  * pipeline in another session; the automated ones (cron, workers, retries,
  * cascades) skip it, so they never pile up behind a long run.
@@ -418,6 +476,8 @@ pipeline_run(PG_FUNCTION_ARGS)
 			catalog_set_watermark(p->name, run.range.to, true);
 		else
 			catalog_record_failure(p->name);
+		if (cdc_needs_pause(p, &run))
+			catalog_pause(p->name);
 		record_run(p, &run);
 		alert(p, &run, previous);
 	}
@@ -448,6 +508,7 @@ pipeline_explain(PG_FUNCTION_ARGS)
 	SPI_connect();
 	p = catalog_read_pipeline(name, false);
 	check_pipeline_owner(p);
+	refuse_cdc(p, "explain");
 	range = extract_range(p, false);
 
 	identity_enter(&frame, p->owner, p->search_path);
@@ -496,7 +557,7 @@ pipeline_lag(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	p = catalog_read_pipeline(name, true);
-	if (p && has_privs_of_role(GetUserId(), p->owner))
+	if (p && p->mode != LOAD_CDC && has_privs_of_role(GetUserId(), p->owner))
 		lag = watermark_lag(p);
 	if (lag)
 		lag = MemoryContextStrdup(callcontext, lag);

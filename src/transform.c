@@ -26,6 +26,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
@@ -323,6 +325,31 @@ transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 						p->name, target_name),
 				 errhint("Give a transform whose column names match the target's.")));
 	return result;
+}
+
+/*
+ * A target column fed by text (the values of a decoded change): the value
+ * is __pipeline_out.<name>, converted as a transform's text would be.
+ */
+OutputColumn *
+text_output_column(Oid target, const char *name)
+{
+	HeapTuple	tuple = SearchSysCacheAttName(target, name);
+	Form_pg_attribute att;
+	OutputColumn *out = palloc0(sizeof(OutputColumn));
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "column \"%s\" of relation %u does not exist", name, target);
+	att = (Form_pg_attribute) GETSTRUCT(tuple);
+	out->name = pstrdup(name);
+	out->raw = psprintf(OUTPUT_ALIAS ".%s", quote_identifier(name));
+	out->type = att->atttypid;
+	out->typmod = att->atttypmod;
+	out->not_null = att->attnotnull;
+	ReleaseSysCache(tuple);
+	out->raw_type = TEXTOID;
+	out->expr = conversion(out, TEXTOID);
+	return out;
 }
 
 /*

@@ -1,0 +1,845 @@
+/*-------------------------------------------------------------------------
+ *
+ * cdc_apply.c
+ *	  Applying decoded changes to the target tables, set-based.
+ *
+ * Changes arrive in commit order. Each target table keeps an open
+ * *segment*: a tuplestore of consecutive changes of one kind (inserts,
+ * updates or deletes), values as the text pgoutput sent. A change of
+ * another kind, a TRUNCATE or the end of the run closes the segment, which
+ * is then applied by ONE statement over it (an ephemeral named relation):
+ *
+ *   inserts:  INSERT ... SELECT
+ *   updates:  the last image of every key wins (DISTINCT ON the key, in
+ *             stream order); keys an update moved away are deleted; the
+ *             images are upserted, so an update of a row the target lacks
+ *             still lands
+ *   deletes:  DELETE ... USING the distinct old keys
+ *
+ * Segments of different tables are independent: the batch commits as one
+ * transaction, and apply runs with session_replication_role = replica (as
+ * the logical replication apply worker does), so foreign keys and ordinary
+ * triggers of the targets do not fire. Values pass the contract's rules and
+ * the targets' types like a pipeline's transform output does: bad rows go
+ * to the quarantine with their LSN and table.
+ *
+ * An update that leaves a TOASTed value unchanged ('u' in pgoutput) has no
+ * value for it: it is applied on its own by an UPDATE that sets only the
+ * columns it has, and quarantined if the target lacks the row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pipeline.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "replication/logicalproto.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/queryenvironment.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+/* The relation every apply statement reads its changes from. */
+#define CHANGES_ENR "__pipeline_changes"
+#define EVENTS_ENR "__pipeline_events"
+
+/* Leading columns of a segment's rows; then the columns, then old keys. */
+enum
+{
+	SEG_SEQ, SEG_OP, SEG_LSN, SEG_NFIXED
+};
+
+enum
+{
+	STMT_INSERT, STMT_UPDATE, STMT_DELETE, STMT_COUNT
+};
+
+typedef struct CdcTable
+{
+	LogicalRepRelId remoteid;	/* hash key */
+	bool		ignored;		/* the catalog's own tables, the events table */
+	char	   *source_name;	/* as the source names it, quoted */
+	char	   *relation;		/* schema.table, as in events and quarantine */
+	char	   *source_literal; /* the same, as an SQL literal */
+	Oid			target;
+	char	   *target_name;	/* qualified and quoted */
+	int			natts;
+	char	  **attnames;
+	Oid		   *atttyps;		/* the source's types (builtin OIDs are stable) */
+	List	   *key;			/* the target's primary key columns (String) */
+	int		   *key_pos;		/* each key column's position in the stream */
+	List	   *output;			/* OutputColumn per stream column */
+	List	   *rules;			/* the contract, for this table */
+	TupleDesc	desc;			/* of a segment's rows */
+	int			op;				/* the open segment's STMT_*, or -1 */
+	Tuplestorestate *rows;
+	int64		nrows;
+	char	   *sql[STMT_COUNT];	/* built once per relation message */
+	bool		loaded;			/* rows were written to the target */
+} CdcTable;
+
+struct CdcApply
+{
+	const Pipeline *p;
+	const CdcSource *src;
+	MemoryContext context;		/* lives as long as the run */
+	HTAB	   *tables;
+	int64		seq;
+	int64		changes;
+	int64		loaded;
+	int64		transactions;
+	XLogRecPtr	end_lsn;
+	TimestampTz commit_time;
+	Tuplestorestate *events;	/* rows for the events table */
+	TupleDesc	events_desc;
+	int64		nevents;
+};
+
+CdcApply *
+cdc_apply_begin(const Pipeline *p, const CdcSource *src)
+{
+	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext, "pipeline cdc apply",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(context);
+	CdcApply   *a = palloc0(sizeof(CdcApply));
+	HASHCTL		ctl = {0};
+
+	a->p = p;
+	a->src = src;
+	a->context = context;
+	a->end_lsn = src->applied_lsn;
+	ctl.keysize = sizeof(LogicalRepRelId);
+	ctl.entrysize = sizeof(CdcTable);
+	ctl.hcxt = context;
+	a->tables = hash_create("pipeline cdc tables", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (OidIsValid(src->events))
+	{
+		a->events_desc = CreateTemplateTupleDesc(6);
+		TupleDescInitEntry(a->events_desc, 1, "lsn", TEXTOID, -1, 0);
+		TupleDescInitEntry(a->events_desc, 2, "op", TEXTOID, -1, 0);
+		TupleDescInitEntry(a->events_desc, 3, "relation", TEXTOID, -1, 0);
+		TupleDescInitEntry(a->events_desc, 4, "committed_at", TIMESTAMPTZOID, -1, 0);
+		TupleDescInitEntry(a->events_desc, 5, "new", TEXTOID, -1, 0);
+		TupleDescInitEntry(a->events_desc, 6, "old", TEXTOID, -1, 0);
+		a->events = tuplestore_begin_heap(false, false, work_mem);
+	}
+	MemoryContextSwitchTo(old);
+	return a;
+}
+
+/*
+ * The target of a published table: target_schema.relname, which must have
+ * every published column. Errors name both tables and say what to do.
+ */
+Oid
+cdc_target_table(const char *target_schema, const char *relname, const char *source_schema,
+				 List *columns, const char *pipeline)
+{
+	Oid			nsp = get_namespace_oid(target_schema, false);
+	Oid			relid = get_relname_relid(relname, nsp);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("target table %s of pipeline \"%s\" does not exist",
+						quote_qualified_identifier(target_schema, relname), pipeline),
+				 errdetail("Published table %s is applied to it.",
+						   quote_qualified_identifier(source_schema, relname)),
+				 errhint("Create it with the columns of the published table (DDL is not replicated), then run the pipeline again.")));
+	foreach(lc, columns)
+	{
+		const char *column = strVal(lfirst(lc));
+		AttrNumber	attnum = get_attnum(relid, column);
+
+		if (attnum == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of published table %s does not exist in target table %s of pipeline \"%s\"",
+							column, quote_qualified_identifier(source_schema, relname),
+							quote_qualified_identifier(target_schema, relname), pipeline),
+					 errhint("Add the column to the target (DDL on the source is not replicated), then run the pipeline again.")));
+		if (get_attgenerated(relid, attnum))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+					 errmsg("column \"%s\" of target table %s of pipeline \"%s\" is generated",
+							column, quote_qualified_identifier(target_schema, relname), pipeline)));
+	}
+	return relid;
+}
+
+/* The contract's rules that apply to a table: checks, and its columns' rules. */
+static List *
+table_rules(CdcApply *a, CdcTable *t)
+{
+	Pipeline	copy = *a->p;
+	List	   *rules = NIL;
+	ListCell   *lc;
+
+	foreach(lc, a->p->rules)
+	{
+		Rule	   *r = lfirst(lc);
+		Rule	   *mine;
+
+		if (r->column && !output_has_column(t->output, r->column))
+			continue;
+		mine = palloc(sizeof(Rule));
+		*mine = *r;
+		rules = lappend(rules, mine);
+	}
+	copy.rules = rules;
+	copy.target = t->target;
+	return contract_rules(&copy, t->output);
+}
+
+static char *
+key_cast(CdcTable *t, const char *column_sql, const char *key)
+{
+	Oid			type = get_atttype(t->target, get_attnum(t->target, key));
+
+	return psprintf("CAST(%s AS %s)", column_sql, format_type_be_qualified(type));
+}
+
+static char *
+old_key_name(const char *key)
+{
+	return psprintf("__old_%s", key);
+}
+
+/* The rows of a segment through the contract: INSERT's SELECT list. */
+static char *
+checked_rows(CdcTable *t, const char *from)
+{
+	StringInfoData s;
+	ListCell   *lc;
+	List	   *carry = list_make2(makeString("__pipeline_lsn"), makeString("__pipeline_table"));
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "SELECT ");
+	foreach(lc, t->output)
+		appendStringInfo(&s, "c.%s, ", quote_identifier(((OutputColumn *) lfirst(lc))->name));
+	appendStringInfo(&s, "c.__lsn AS __pipeline_lsn, %s::pg_catalog.text AS __pipeline_table FROM %s",
+					 t->source_literal, from);
+	return load_rows_query(s.data, t->output, t->rules, carry);
+}
+
+static char *
+insert_sql(CdcTable *t)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "INSERT INTO %s AS __pipeline_target (", t->target_name);
+	append_column_list(&s, t->output);
+	appendStringInfoString(&s, ") SELECT ");
+	append_column_list(&s, t->output);
+	appendStringInfo(&s, " FROM (%s) AS __pipeline_rows",
+					 checked_rows(t, CHANGES_ENR " AS c"));
+	return s.data;
+}
+
+static void
+append_key_match(StringInfo s, CdcTable *t, const char *alias, bool old)
+{
+	ListCell   *lc;
+
+	foreach(lc, t->key)
+	{
+		const char *key = strVal(lfirst(lc));
+		const char *column = old ? old_key_name(key) : key;
+
+		appendStringInfo(s, "%s__pipeline_target.%s = %s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(key),
+						 key_cast(t, psprintf("%s.%s", alias, quote_identifier(column)), key));
+	}
+}
+
+/*
+ * Updates: every change is an image of its new key; one whose old key
+ * differs is also a deletion of the old key. The last event of each key
+ * wins (an image over a deletion of the same key in the same change, for
+ * REPLICA IDENTITY FULL, which always sends the old row).
+ */
+static char *
+update_sql(CdcTable *t)
+{
+	StringInfoData s;
+	StringInfoData keys;
+	ListCell   *lc;
+	bool		any_set = false;
+	const char *first_old = quote_identifier(old_key_name(strVal(linitial(t->key))));
+
+	initStringInfo(&keys);
+	foreach(lc, t->key)
+		appendStringInfo(&keys, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 key_cast(t, psprintf("e.%s", quote_identifier(strVal(lfirst(lc)))),
+								  strVal(lfirst(lc))));
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "WITH __pipeline_ev AS (SELECT c.__seq, false AS __pipeline_del");
+	foreach(lc, t->output)
+		appendStringInfo(&s, ", c.%s", quote_identifier(((OutputColumn *) lfirst(lc))->name));
+	appendStringInfo(&s, ", c.__lsn FROM " CHANGES_ENR " AS c UNION ALL SELECT c.__seq, true");
+	foreach(lc, t->output)
+	{
+		const char *name = ((OutputColumn *) lfirst(lc))->name;
+
+		if (list_member(t->key, makeString((char *) name)))
+			appendStringInfo(&s, ", c.%s", quote_identifier(old_key_name(name)));
+		else
+			appendStringInfoString(&s, ", NULL");
+	}
+	appendStringInfo(&s, ", c.__lsn FROM " CHANGES_ENR " AS c WHERE c.%s IS NOT NULL), "
+					 "__pipeline_net AS (SELECT DISTINCT ON (%s) * FROM __pipeline_ev AS e "
+					 "ORDER BY %s, e.__seq DESC, e.__pipeline_del), "
+					 "__pipeline_gone AS (DELETE FROM %s AS __pipeline_target USING __pipeline_net AS n "
+					 "WHERE n.__pipeline_del AND ",
+					 first_old, keys.data, keys.data, t->target_name);
+	append_key_match(&s, t, "n", false);
+	appendStringInfo(&s, ") INSERT INTO %s AS __pipeline_target (", t->target_name);
+	append_column_list(&s, t->output);
+	appendStringInfoString(&s, ") SELECT ");
+	append_column_list(&s, t->output);
+	appendStringInfo(&s, " FROM (%s) AS __pipeline_rows ON CONFLICT (",
+					 checked_rows(t, "__pipeline_net AS c WHERE NOT c.__pipeline_del"));
+	foreach(lc, t->key)
+		appendStringInfo(&s, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(strVal(lfirst(lc))));
+	appendStringInfoString(&s, ") DO ");
+	foreach(lc, t->output)
+	{
+		const char *name = ((OutputColumn *) lfirst(lc))->name;
+
+		if (list_member(t->key, makeString((char *) name)))
+			continue;
+		appendStringInfo(&s, "%s%s = EXCLUDED.%s", any_set ? ", " : "UPDATE SET ",
+						 quote_identifier(name), quote_identifier(name));
+		any_set = true;
+	}
+	if (!any_set)
+		appendStringInfoString(&s, "NOTHING");
+	return s.data;
+}
+
+static char *
+delete_sql(CdcTable *t)
+{
+	StringInfoData s;
+	ListCell   *lc;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "DELETE FROM %s AS __pipeline_target USING (SELECT DISTINCT ",
+					 t->target_name);
+	foreach(lc, t->key)
+	{
+		const char *key = strVal(lfirst(lc));
+
+		appendStringInfo(&s, "%s%s AS %s", foreach_current_index(lc) ? ", " : "",
+						 key_cast(t, psprintf("c.%s", quote_identifier(old_key_name(key))), key),
+						 quote_identifier(key));
+	}
+	appendStringInfoString(&s, " FROM " CHANGES_ENR " AS c) AS d WHERE ");
+	foreach(lc, t->key)
+		appendStringInfo(&s, "%s__pipeline_target.%s = d.%s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(strVal(lfirst(lc))), quote_identifier(strVal(lfirst(lc))));
+	return s.data;
+}
+
+/*
+ * Run one statement over a tuplestore registered as "name". SPI keeps its
+ * list of registered relations in the memory current at the first
+ * registration: that must be the run's, not a message's.
+ */
+static uint64
+execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
+			 Tuplestorestate *rows, int64 nrows)
+{
+	const char *pipeline = a->p->name;
+	MemoryContext old = MemoryContextSwitchTo(a->context);
+	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+	ErrorContextCallback cb;
+	int			rc;
+
+	enr->md.name = (char *) name;
+	enr->md.reliddesc = InvalidOid;
+	enr->md.tupdesc = desc;
+	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+	enr->md.enrtuples = nrows;
+	enr->reldata = rows;
+	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
+		elog(ERROR, "could not register the changes of pipeline \"%s\"", pipeline);
+	MemoryContextSwitchTo(old);
+	sql_error_context_push(&cb, sql, pipeline);
+	rc = SPI_execute(sql, false, 0);
+	error_context_stack = cb.previous;
+	if (rc < 0)
+		elog(ERROR, "apply statement of pipeline \"%s\" failed: %s", pipeline,
+			 SPI_result_code_string(rc));
+	old = MemoryContextSwitchTo(a->context);
+	SPI_unregister_relation(name);
+	MemoryContextSwitchTo(old);
+	return SPI_processed;
+}
+
+static void
+close_segment(CdcApply *a, CdcTable *t)
+{
+	uint64		n;
+
+	if (t->op < 0)
+		return;
+	if (t->sql[t->op] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(a->context);
+
+		t->sql[t->op] = t->op == STMT_INSERT ? insert_sql(t) :
+			t->op == STMT_UPDATE ? update_sql(t) : delete_sql(t);
+		MemoryContextSwitchTo(old);
+	}
+	n = execute_over(a, t->sql[t->op], CHANGES_ENR, t->desc, t->rows, t->nrows);
+	a->loaded += n;
+	t->loaded |= n > 0;
+	tuplestore_end(t->rows);
+	t->rows = NULL;
+	t->nrows = 0;
+	t->op = -1;
+}
+
+static void
+drop_segment(CdcTable *t)
+{
+	if (t->rows)
+		tuplestore_end(t->rows);
+	t->rows = NULL;
+	t->nrows = 0;
+	t->op = -1;
+}
+
+/* Tables whose changes are never applied: this extension's catalog. */
+static bool
+ignored_relation(CdcApply *a, const LogicalRepRelation *rel)
+{
+	Oid			relid;
+
+	if (strcmp(rel->nspname, "pipeline") == 0)
+		return true;
+	if (!a->src->local || !OidIsValid(a->src->events))
+		return false;
+	relid = get_relname_relid(rel->relname, get_namespace_oid(rel->nspname, true));
+	return relid == a->src->events;
+}
+
+/* A relation message: (re)describe a published table and its target. */
+void
+cdc_apply_relation(CdcApply *a, LogicalRepRelation *rel)
+{
+	MemoryContext old;
+	CdcTable   *t;
+	bool		found;
+	List	   *columns = NIL;
+	int			i;
+
+	t = hash_search(a->tables, &rel->remoteid, HASH_ENTER, &found);
+	if (found)
+		close_segment(a, t);	/* the table's columns may have changed */
+	old = MemoryContextSwitchTo(a->context);
+	memset(((char *) t) + sizeof(LogicalRepRelId), 0, sizeof(CdcTable) - sizeof(LogicalRepRelId));
+	t->op = -1;
+	t->source_name = quote_qualified_identifier(rel->nspname, rel->relname);
+	t->relation = psprintf("%s.%s", rel->nspname, rel->relname);
+	t->source_literal = quote_literal_cstr(t->relation);
+	t->natts = rel->natts;
+	t->attnames = palloc(sizeof(char *) * Max(rel->natts, 1));
+	t->atttyps = palloc(sizeof(Oid) * Max(rel->natts, 1));
+	for (i = 0; i < rel->natts; i++)
+	{
+		t->attnames[i] = pstrdup(rel->attnames[i]);
+		t->atttyps[i] = rel->atttyps[i];
+		columns = lappend(columns, makeString(t->attnames[i]));
+	}
+	t->ignored = ignored_relation(a, rel);
+	if (t->ignored || a->src->target_schema == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	if (a->src->local && strcmp(rel->nspname, a->src->target_schema) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("publication \"%s\" of pipeline \"%s\" publishes table %s of its own target schema",
+						a->src->publication, a->p->name, t->source_name),
+				 errhint("Publish only the source tables (CREATE PUBLICATION ... FOR TABLE ...), or use another target schema.")));
+	t->target = cdc_target_table(a->src->target_schema, rel->relname, rel->nspname, columns,
+								 a->p->name);
+	t->target_name = qualified_relation_name(t->target);
+	t->key = default_key(t->target);
+	t->key_pos = palloc(sizeof(int) * Max(list_length(t->key), 1));
+	for (i = 0; i < list_length(t->key); i++)
+	{
+		t->key_pos[i] = -1;
+		for (int j = 0; j < rel->natts; j++)
+			if (strcmp(rel->attnames[j], strVal(list_nth(t->key, i))) == 0)
+				t->key_pos[i] = j;
+		if (t->key_pos[i] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+					 errmsg("primary key column \"%s\" of target table %s of pipeline \"%s\" is not published",
+							strVal(list_nth(t->key, i)), t->target_name, a->p->name),
+					 errhint("Publish the column, or give the target a primary key on published columns.")));
+	}
+	for (i = 0; i < rel->natts; i++)
+		t->output = lappend(t->output, text_output_column(t->target, t->attnames[i]));
+	t->rules = table_rules(a, t);
+
+	t->desc = CreateTemplateTupleDesc(SEG_NFIXED + rel->natts + list_length(t->key));
+	TupleDescInitEntry(t->desc, SEG_SEQ + 1, "__seq", INT8OID, -1, 0);
+	TupleDescInitEntry(t->desc, SEG_OP + 1, "__op", TEXTOID, -1, 0);
+	TupleDescInitEntry(t->desc, SEG_LSN + 1, "__lsn", TEXTOID, -1, 0);
+	for (i = 0; i < rel->natts; i++)
+		TupleDescInitEntry(t->desc, SEG_NFIXED + i + 1, t->attnames[i], TEXTOID, -1, 0);
+	for (i = 0; i < list_length(t->key); i++)
+		TupleDescInitEntry(t->desc, SEG_NFIXED + rel->natts + i + 1,
+						   old_key_name(strVal(list_nth(t->key, i))), TEXTOID, -1, 0);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A transaction begins. False when an earlier run applied it already (its
+ * commit lies before the stored LSN): its changes are skipped.
+ */
+bool
+cdc_apply_transaction(CdcApply *a, XLogRecPtr final_lsn, TimestampTz commit_time)
+{
+	a->commit_time = commit_time;
+	return final_lsn >= a->src->applied_lsn;
+}
+
+void
+cdc_apply_commit(CdcApply *a, XLogRecPtr end_lsn)
+{
+	a->end_lsn = end_lsn;
+	a->transactions++;
+}
+
+int64
+cdc_apply_changes(CdcApply *a)
+{
+	return a->changes;
+}
+
+static char *
+lsn_text(XLogRecPtr lsn)
+{
+	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
+}
+
+static CdcTable *
+table_of(CdcApply *a, LogicalRepRelId relid)
+{
+	CdcTable   *t = hash_search(a->tables, &relid, HASH_FIND, NULL);
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("change of unknown relation %u in the stream of pipeline \"%s\"",
+						relid, a->p->name)));
+	return t;
+}
+
+/* A value as JSON: numbers and booleans of builtin types as such. */
+static void
+append_json_value(StringInfo s, Oid type, const char *value)
+{
+	switch (type)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			if (strspn(value, "0123456789.-+eE") == strlen(value) && value[0] != 'e' &&
+				value[0] != 'E' && value[0] != '\0')
+			{
+				appendStringInfoString(s, value);
+				return;
+			}
+			break;
+		case BOOLOID:
+			appendStringInfoString(s, value[0] == 't' ? "true" : "false");
+			return;
+		default:
+			break;
+	}
+	escape_json(s, value);
+}
+
+static char *
+tuple_json(CdcTable *t, LogicalRepTupleData *tup)
+{
+	StringInfoData s;
+	bool		first = true;
+
+	if (tup == NULL)
+		return NULL;
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '{');
+	for (int i = 0; i < tup->ncols && i < t->natts; i++)
+	{
+		if (tup->colstatus[i] == LOGICALREP_COLUMN_UNCHANGED)
+			continue;
+		if (!first)
+			appendStringInfoString(&s, ", ");
+		first = false;
+		escape_json(&s, t->attnames[i]);
+		appendStringInfoString(&s, ": ");
+		if (tup->colstatus[i] == LOGICALREP_COLUMN_NULL)
+			appendStringInfoString(&s, "null");
+		else
+			append_json_value(&s, t->atttyps[i], tup->colvalues[i].data);
+	}
+	appendStringInfoChar(&s, '}');
+	return s.data;
+}
+
+static void
+add_event(CdcApply *a, const char *op, const char *relation, XLogRecPtr lsn,
+		  char *new_json, char *old_json)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, new_json == NULL, old_json == NULL};
+
+	values[0] = CStringGetTextDatum(lsn_text(lsn));
+	values[1] = CStringGetTextDatum(op);
+	values[2] = CStringGetTextDatum(relation);
+	values[3] = TimestampTzGetDatum(a->commit_time);
+	values[4] = new_json ? CStringGetTextDatum(new_json) : (Datum) 0;
+	values[5] = old_json ? CStringGetTextDatum(old_json) : (Datum) 0;
+	tuplestore_putvalues(a->events, a->events_desc, values, nulls);
+	a->nevents++;
+}
+
+static bool
+has_unchanged(LogicalRepTupleData *tup)
+{
+	for (int i = 0; i < tup->ncols; i++)
+		if (tup->colstatus[i] == LOGICALREP_COLUMN_UNCHANGED)
+			return true;
+	return false;
+}
+
+/* A segment row of the change: its values as text, old keys at the end. */
+static void
+segment_values(CdcApply *a, CdcTable *t, char op, XLogRecPtr lsn, LogicalRepTupleData *oldtup,
+			   LogicalRepTupleData *newtup, Datum *values, bool *nulls)
+{
+	int			nkeys = list_length(t->key);
+
+	values[SEG_SEQ] = Int64GetDatum(++a->seq);
+	values[SEG_OP] = CStringGetTextDatum(op == 'I' ? "I" : op == 'U' ? "U" : "D");
+	values[SEG_LSN] = CStringGetTextDatum(lsn_text(lsn));
+	nulls[SEG_SEQ] = nulls[SEG_OP] = nulls[SEG_LSN] = false;
+	for (int i = 0; i < t->natts; i++)
+	{
+		bool		present = newtup && i < newtup->ncols &&
+			newtup->colstatus[i] == LOGICALREP_COLUMN_TEXT;
+
+		nulls[SEG_NFIXED + i] = !present;
+		values[SEG_NFIXED + i] = present ?
+			PointerGetDatum(cstring_to_text_with_len(newtup->colvalues[i].data,
+													 newtup->colvalues[i].len)) : (Datum) 0;
+	}
+	for (int k = 0; k < nkeys; k++)
+	{
+		int			pos = t->key_pos[k];
+		int			at = SEG_NFIXED + t->natts + k;
+		bool		present = oldtup && pos < oldtup->ncols &&
+			oldtup->colstatus[pos] == LOGICALREP_COLUMN_TEXT;
+
+		if (op == 'D' && !present)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("a DELETE on published table %s does not carry key column \"%s\" of target table %s",
+							t->source_name, strVal(list_nth(t->key, k)), t->target_name),
+					 errhint("Give the source table a replica identity that includes the target's primary key (ALTER TABLE ... REPLICA IDENTITY).")));
+		nulls[at] = !present;
+		values[at] = present ?
+			PointerGetDatum(cstring_to_text_with_len(oldtup->colvalues[pos].data,
+													 oldtup->colvalues[pos].len)) : (Datum) 0;
+	}
+}
+
+/*
+ * An update without some TOASTed values: set the columns it has, on the
+ * row of its old key (or its key). A target without that row cannot be
+ * completed: the change is quarantined.
+ */
+static void
+apply_partial_update(CdcApply *a, CdcTable *t, LogicalRepTupleData *newtup,
+					 Datum *values, bool *nulls)
+{
+	StringInfoData s;
+	Tuplestorestate *rows = tuplestore_begin_heap(false, false, work_mem);
+	bool		any = false;
+	ListCell   *lc;
+
+	tuplestore_putvalues(rows, t->desc, values, nulls);
+	initStringInfo(&s);
+	appendStringInfo(&s, "UPDATE %s AS __pipeline_target SET ", t->target_name);
+	for (int i = 0; i < t->natts; i++)
+	{
+		OutputColumn *col = list_nth(t->output, i);
+
+		if (i < newtup->ncols && newtup->colstatus[i] == LOGICALREP_COLUMN_UNCHANGED)
+			continue;
+		appendStringInfo(&s, "%s%s = CAST(" OUTPUT_ALIAS ".%s AS %s)", any ? ", " : "",
+						 quote_identifier(col->name), quote_identifier(col->name),
+						 format_type_extended(col->type, col->typmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+		any = true;
+	}
+	appendStringInfoString(&s, " FROM " CHANGES_ENR " AS " OUTPUT_ALIAS " WHERE ");
+	foreach(lc, t->key)
+	{
+		const char *key = strVal(lfirst(lc));
+
+		appendStringInfo(&s, "%s__pipeline_target.%s = %s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(key),
+						 key_cast(t, psprintf("coalesce(" OUTPUT_ALIAS ".%s, " OUTPUT_ALIAS ".%s)",
+											  quote_identifier(old_key_name(key)),
+											  quote_identifier(key)), key));
+	}
+	if (execute_over(a, s.data, CHANGES_ENR, t->desc, rows, 1) > 0)
+	{
+		a->loaded++;
+		t->loaded = true;
+		tuplestore_end(rows);
+		return;
+	}
+	tuplestore_rescan(rows);
+	(void) execute_over(a, psprintf("SELECT pg_catalog.pipeline_divert(ARRAY[%s], "
+								 "(pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) "
+								 "'{__seq,__op,__lsn}'::pg_catalog.text[]) OPERATOR(pg_catalog.||) "
+								 "pg_catalog.jsonb_build_object('__pipeline_lsn', c.__lsn, "
+								 "'__pipeline_table', %s::pg_catalog.text)) FROM " CHANGES_ENR " AS c",
+								 quote_literal_cstr(psprintf("%s.row_missing", t->relation)),
+								 t->source_literal),
+						CHANGES_ENR, t->desc, rows, 1);
+	tuplestore_end(rows);
+}
+
+/* An insert, update or delete, in stream order. */
+void
+cdc_apply_change(CdcApply *a, char op, uint32 relid, XLogRecPtr lsn,
+				 LogicalRepTupleData *oldtup, LogicalRepTupleData *newtup)
+{
+	CdcTable   *t = table_of(a, relid);
+	int			kind = op == 'I' ? STMT_INSERT : op == 'U' ? STMT_UPDATE : STMT_DELETE;
+	int			natts;
+	Datum	   *values;
+	bool	   *nulls;
+	MemoryContext old;
+
+	if (t->ignored)
+		return;
+	a->changes++;
+	if (a->events)
+		add_event(a, op == 'I' ? "INSERT" : op == 'U' ? "UPDATE" : "DELETE",
+				  t->relation, lsn, tuple_json(t, newtup), tuple_json(t, oldtup));
+	if (a->src->target_schema == NULL)
+		return;
+	if (kind != STMT_INSERT && t->key == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("target table %s of pipeline \"%s\" has no primary key to apply %s by",
+						t->target_name, a->p->name, op == 'U' ? "an UPDATE" : "a DELETE"),
+				 errhint("Add a primary key to the target table.")));
+
+	natts = SEG_NFIXED + t->natts + list_length(t->key);
+	values = palloc(sizeof(Datum) * natts);
+	nulls = palloc(sizeof(bool) * natts);
+	segment_values(a, t, op, lsn, oldtup, newtup, values, nulls);
+
+	if (kind == STMT_UPDATE && has_unchanged(newtup))
+	{
+		close_segment(a, t);
+		apply_partial_update(a, t, newtup, values, nulls);
+		return;
+	}
+	if (t->op != kind)
+		close_segment(a, t);
+	if (t->rows == NULL)
+	{
+		old = MemoryContextSwitchTo(a->context);
+		t->rows = tuplestore_begin_heap(false, false, work_mem);
+		MemoryContextSwitchTo(old);
+		t->op = kind;
+	}
+	tuplestore_putvalues(t->rows, t->desc, values, nulls);
+	t->nrows++;
+}
+
+/* A TRUNCATE: what the tables' open segments held is gone with them. */
+void
+cdc_apply_truncate(CdcApply *a, List *relids, bool restart_seqs, XLogRecPtr lsn)
+{
+	ListCell   *lc;
+
+	foreach(lc, relids)
+	{
+		CdcTable   *t = table_of(a, lfirst_oid(lc));
+
+		if (t->ignored)
+			continue;
+		a->changes++;
+		if (a->events)
+			add_event(a, "TRUNCATE", t->relation, lsn, NULL, NULL);
+		if (a->src->target_schema == NULL)
+			continue;
+		drop_segment(t);
+		if (SPI_execute(psprintf("TRUNCATE %s%s", t->target_name,
+								 restart_seqs ? " RESTART IDENTITY" : ""), false, 0) < 0)
+			elog(ERROR, "could not truncate %s", t->target_name);
+		t->loaded = true;
+	}
+}
+
+/* Apply what is still open, land the events; what the run did. */
+CdcCounts
+cdc_apply_end(CdcApply *a)
+{
+	HASH_SEQ_STATUS scan;
+	CdcTable   *t;
+	CdcCounts	counts = {0};
+
+	hash_seq_init(&scan, a->tables);
+	while ((t = hash_seq_search(&scan)) != NULL)
+	{
+		close_segment(a, t);
+		if (t->loaded)
+			counts.touched = lappend_oid(counts.touched, t->target);
+	}
+	if (a->nevents > 0)
+		a->loaded += execute_over(a, psprintf("INSERT INTO %s (lsn, op, relation, committed_at, new, old) "
+										   "SELECT e.lsn::pg_catalog.pg_lsn, e.op, e.relation, e.committed_at, "
+										   "e.new::pg_catalog.jsonb, e.old::pg_catalog.jsonb FROM " EVENTS_ENR " AS e",
+										   qualified_relation_name(a->src->events)),
+								  EVENTS_ENR, a->events_desc, a->events, a->nevents);
+	counts.changes = a->changes;
+	counts.loaded = a->loaded;
+	counts.transactions = a->transactions;
+	counts.end_lsn = a->end_lsn;
+	return counts;
+}

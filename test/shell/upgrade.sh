@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION pipeline UPDATE from 0.1 to 0.2 on a populated catalog:
-# pipelines keep their definitions, watermarks and history and go on
-# running, the library runs a 0.1 catalog until the update, and the updated
-# extension has exactly the objects of a fresh 0.2 install.
+# ALTER EXTENSION pipeline UPDATE from 0.1 to 0.2 to 0.3 on a populated
+# catalog: pipelines keep their definitions, watermarks and history and go
+# on running, the library runs an older catalog until the update, and the
+# updated extension has exactly the objects of a fresh install.
 source "$(dirname "$0")/../tap.sh"
 OLD=pipeline_upgrade_old
 NEW=pipeline_upgrade_fresh
@@ -46,12 +46,27 @@ is "$(qo "SELECT string_agg(odd || ':' || n, ',' ORDER BY odd) FROM per_v")" "0:
 is "$(qo "SELECT string_agg(kind, ',' ORDER BY kind) FROM pipeline.status")" "matview,pipeline" \
   "pipeline.status of 0.2 lists both"
 
+# 0.2 to 0.3: CDC pipelines
+qo "INSERT INTO src (v) VALUES (6000)" >/dev/null
+is "$(qo "SELECT status || ' ' || rows_quarantined FROM pipeline_run('copy')")" "succeeded 1" \
+  "before the update to 0.3, the new library quarantines into a 0.2 catalog"
+qo "ALTER EXTENSION pipeline UPDATE TO '0.3'" >/dev/null
+ok $? "ALTER EXTENSION pipeline UPDATE TO '0.3'"
+is "$(qo "SELECT extversion FROM pg_extension WHERE extname = 'pipeline'")" "0.3" "version 0.3 after the update"
+qo "INSERT INTO src (v) VALUES (7000), (12)" >/dev/null
+is "$(qo "SELECT status || ' ' || rows_loaded || ' ' || rows_quarantined FROM pipeline_run('copy')")" "succeeded 1 1" \
+  "the pipeline continues after the update to 0.3"
+is "$(qo "SELECT count(*) || ' ' || count(lsn) FROM pipeline.quarantine")" "3 0" \
+  "quarantined rows of table pipelines have no LSN"
+is "$(qo "SELECT string_agg(kind || ':' || coalesce(wal_status, '-'), ',' ORDER BY kind) FROM pipeline.status")" \
+  "matview:-,pipeline:-" "pipeline.status of 0.3 has the slot columns"
+
 # the updated extension has the objects and definitions of a fresh install
 cluster_psql test "$PORT" -d "$NEW" -q -c "CREATE EXTENSION pipeline" >/dev/null
 members="SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
          WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
            AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pipeline') ORDER BY 1"
-is "$(qo "$members")" "$(qn "$members")" "the same extension members as a fresh 0.2 install"
+is "$(qo "$members")" "$(qn "$members")" "the same extension members as a fresh install"
 defs="SELECT string_agg(c.relname || ':' || pg_get_viewdef(c.oid), ' ' ORDER BY c.relname) FROM pg_class c
       WHERE c.relnamespace = 'pipeline'::regnamespace AND c.relkind = 'v'"
 is "$(qo "$defs")" "$(qn "$defs")" "the same view definitions"

@@ -515,14 +515,7 @@ pipeline_cdc_slot(PG_FUNCTION_ARGS)
 			char	   *err = NULL;
 			WalReceiverConn *conn;
 
-			load_file("libpqwalreceiver", false);
-#if PG_VERSION_NUM >= 170000
-			conn = walrcv_connect(src->conninfo, true, true, false, "pipeline status", &err);
-#elif PG_VERSION_NUM >= 160000
-			conn = walrcv_connect(src->conninfo, true, false, "pipeline status", &err);
-#else
-			conn = walrcv_connect(src->conninfo, true, "pipeline status", &err);
-#endif
+			conn = cdc_try_connect(src->conninfo, "pipeline status", &err);
 			if (conn == NULL)
 				wal_status = "unreachable";
 			else

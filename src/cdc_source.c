@@ -45,23 +45,28 @@
 /* How long a run waits for its source without a single message. */
 #define CDC_SOURCE_TIMEOUT_MS 60000
 
+/* A replication=database connection, or NULL with the reason in *err. */
 WalReceiverConn *
-cdc_connect(const char *conninfo, const char *pipeline)
+cdc_try_connect(const char *conninfo, const char *appname, char **err)
 {
-	WalReceiverConn *conn;
-	char	   *err = NULL;
-	char	   *appname = psprintf("pipeline %s", pipeline);
-
 	load_file("libpqwalreceiver", false);
 	if (WalReceiverFunctions == NULL)
 		elog(ERROR, "libpqwalreceiver didn't initialize correctly");
 #if PG_VERSION_NUM >= 170000
-	conn = walrcv_connect(conninfo, true, true, false, appname, &err);
+	return walrcv_connect(conninfo, true, true, false, appname, err);
 #elif PG_VERSION_NUM >= 160000
-	conn = walrcv_connect(conninfo, true, false, appname, &err);
+	return walrcv_connect(conninfo, true, false, appname, err);
 #else
-	conn = walrcv_connect(conninfo, true, appname, &err);
+	return walrcv_connect(conninfo, true, appname, err);
 #endif
+}
+
+WalReceiverConn *
+cdc_connect(const char *conninfo, const char *pipeline)
+{
+	char	   *err = NULL;
+	WalReceiverConn *conn = cdc_try_connect(conninfo, psprintf("pipeline %s", pipeline), &err);
+
 	if (conn == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),

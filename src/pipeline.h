@@ -332,6 +332,8 @@ extern void cdc_drop(const Pipeline *p, bool drop_slot);
 extern bool cdc_installed(void);
 extern void refuse_cdc(const Pipeline *p, const char *what);
 
+extern struct WalReceiverConn *cdc_try_connect(const char *conninfo, const char *appname,
+											   char **err);
 extern struct WalReceiverConn *cdc_connect(const char *conninfo, const char *pipeline);
 extern void cdc_disconnect(struct WalReceiverConn *conn);
 extern char *cdc_local_conninfo(Oid owner);

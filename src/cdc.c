@@ -40,8 +40,9 @@
 PG_FUNCTION_INFO_V1(pipeline_create_cdc);
 PG_FUNCTION_INFO_V1(pipeline_cdc_slot);
 
-static char *
-lsn_out(XLogRecPtr lsn)
+/* An LSN as pg_lsn prints it. */
+char *
+lsn_text(XLogRecPtr lsn)
 {
 	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
 }
@@ -409,7 +410,7 @@ pipeline_create_cdc(PG_FUNCTION_ARGS)
 		/* the name's lock only now: slot creation waits for running writers */
 		catalog_lock_pipeline(p->name);
 		catalog_insert_pipeline(p, options);
-		catalog_set_watermark(p->name, lsn_out(src->applied_lsn), false);
+		catalog_set_watermark(p->name, lsn_text(src->applied_lsn), false);
 		catalog_insert_cdc(p, src);
 		check_dependencies(p);
 	}
@@ -491,7 +492,7 @@ pipeline_cdc_slot(PG_FUNCTION_ARGS)
 	if (p && p->mode == LOAD_CDC && has_privs_of_role(GetUserId(), p->owner))
 	{
 		CdcSource  *src = cdc_read(p);
-		char	   *sql = psprintf(slot_query, quote_literal_cstr(lsn_out(src->applied_lsn)),
+		char	   *sql = psprintf(slot_query, quote_literal_cstr(lsn_text(src->applied_lsn)),
 								   quote_literal_cstr(src->slot));
 		int64		lag[2] = {0, 0};
 		bool		found = false;

@@ -538,12 +538,6 @@ cdc_apply_changes(CdcApply *a)
 	return a->changes;
 }
 
-static char *
-lsn_text(XLogRecPtr lsn)
-{
-	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
-}
-
 static CdcTable *
 table_of(CdcApply *a, LogicalRepRelId relid)
 {

@@ -330,6 +330,7 @@ extern CdcSource *cdc_read(const Pipeline *p);
 extern CdcCounts cdc_run(const Pipeline *p);
 extern void cdc_drop(const Pipeline *p, bool drop_slot);
 extern bool cdc_installed(void);
+extern char *lsn_text(XLogRecPtr lsn);
 extern void refuse_cdc(const Pipeline *p, const char *what);
 
 extern struct WalReceiverConn *cdc_try_connect(const char *conninfo, const char *appname,

@@ -94,16 +94,6 @@ next_run_id(void)
 }
 
 /*
- * Extract, transform and load as the owner, then check the contract's
- * limits and quarantine the rows that broke it.
- */
-static char *
-lsn_text(XLogRecPtr lsn)
-{
-	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
-}
-
-/*
  * A CDC run: the changes from the slot, applied and recorded with the LSN
  * range as the run's watermarks. A run that found no change leaves no
  * history, as an idle run of any pipeline.
@@ -132,6 +122,10 @@ do_cdc_run(Pipeline *p, RunRecord *run)
 		refresh_matviews_of(lfirst_oid(lc));
 }
 
+/*
+ * Extract, transform and load as the owner, then check the contract's
+ * limits and quarantine the rows that broke it.
+ */
 static void
 do_run(Pipeline *p, RunRecord *run)
 {

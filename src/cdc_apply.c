@@ -53,10 +53,13 @@
 #define CHANGES_ENR "__pipeline_changes"
 #define EVENTS_ENR "__pipeline_events"
 
-/* Leading columns of a segment's rows; then the columns, then old keys. */
+/*
+ * Leading columns of a segment's rows (stream order, the change's LSN);
+ * then the columns, then the old keys. A segment holds one kind of change.
+ */
 enum
 {
-	SEG_SEQ, SEG_OP, SEG_LSN, SEG_NFIXED
+	SEG_SEQ, SEG_LSN, SEG_NFIXED
 };
 
 enum
@@ -504,7 +507,6 @@ cdc_apply_relation(CdcApply *a, LogicalRepRelation *rel)
 
 	t->desc = CreateTemplateTupleDesc(SEG_NFIXED + rel->natts + list_length(t->key));
 	TupleDescInitEntry(t->desc, SEG_SEQ + 1, "__seq", INT8OID, -1, 0);
-	TupleDescInitEntry(t->desc, SEG_OP + 1, "__op", TEXTOID, -1, 0);
 	TupleDescInitEntry(t->desc, SEG_LSN + 1, "__lsn", TEXTOID, -1, 0);
 	for (i = 0; i < rel->natts; i++)
 		TupleDescInitEntry(t->desc, SEG_NFIXED + i + 1, t->attnames[i], TEXTOID, -1, 0);
@@ -642,9 +644,8 @@ segment_values(CdcApply *a, CdcTable *t, char op, XLogRecPtr lsn, LogicalRepTupl
 	int			nkeys = list_length(t->key);
 
 	values[SEG_SEQ] = Int64GetDatum(++a->seq);
-	values[SEG_OP] = CStringGetTextDatum(op == 'I' ? "I" : op == 'U' ? "U" : "D");
 	values[SEG_LSN] = CStringGetTextDatum(lsn_text(lsn));
-	nulls[SEG_SEQ] = nulls[SEG_OP] = nulls[SEG_LSN] = false;
+	nulls[SEG_SEQ] = nulls[SEG_LSN] = false;
 	for (int i = 0; i < t->natts; i++)
 	{
 		bool		present = newtup && i < newtup->ncols &&
@@ -725,7 +726,7 @@ apply_partial_update(CdcApply *a, CdcTable *t, LogicalRepTupleData *newtup,
 	tuplestore_rescan(rows);
 	(void) execute_over(a, psprintf("SELECT pg_catalog.pipeline_divert(ARRAY[%s], "
 								 "(pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) "
-								 "'{__seq,__op,__lsn}'::pg_catalog.text[]) OPERATOR(pg_catalog.||) "
+								 "'{__seq,__lsn}'::pg_catalog.text[]) OPERATOR(pg_catalog.||) "
 								 "pg_catalog.jsonb_build_object('__pipeline_lsn', c.__lsn, "
 								 "'__pipeline_table', %s::pg_catalog.text)) FROM " CHANGES_ENR " AS c",
 								 quote_literal_cstr(psprintf("%s.row_missing", t->relation)),

@@ -341,20 +341,24 @@ check_interval(const Pipeline *p, const char *key, const char *value, const char
 		invalid_option(p, key, psprintf("an interval %s, such as \"5 minutes\"", minimum));
 }
 
+static void
+check_intervals(const Pipeline *p)
+{
+	check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
+	if (p->timeout)
+		check_interval(p, "timeout", p->timeout, "> '0'");
+	check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
+}
+
 void
 validate_pipeline(Pipeline *p)
 {
 	const char *source_name;
 
+	check_intervals(p);
+	/* a CDC pipeline's tables are checked against its publication */
 	if (p->mode == LOAD_CDC)
-	{
-		/* a CDC pipeline's tables are checked against its publication */
-		check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
-		if (p->timeout)
-			check_interval(p, "timeout", p->timeout, "> '0'");
-		check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
 		return;
-	}
 	source_name = get_rel_name(p->source);
 
 	check_source_kind(p->source, source_name);
@@ -363,10 +367,6 @@ validate_pipeline(Pipeline *p)
 	if (p->watermark)
 		check_watermark_column(p->source, p->watermark, source_name);
 	check_lag(p);
-	check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
-	if (p->timeout)
-		check_interval(p, "timeout", p->timeout, "> '0'");
-	check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
 	check_key(p);
 	if (p->transform)
 		check_transform_syntax(p->transform, p->name);

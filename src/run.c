@@ -394,15 +394,15 @@ alert(const Pipeline *p, const RunRecord *run, const char *previous)
  * retried: nothing can succeed until someone changes the schema, and the
  * changes wait in the slot meanwhile.
  */
-static bool
-cdc_needs_pause(const Pipeline *p, RunRecord *run)
+static void
+pause_on_schema_error(const Pipeline *p, RunRecord *run)
 {
 	if (p->mode != LOAD_CDC || strcmp(run->status, "failed") != 0 ||
 		run->sqlstate == NULL || strncmp(run->sqlstate, "42", 2) != 0)
-		return false;
+		return;
+	catalog_pause(p->name);
 	run->error = psprintf("%s (pipeline paused: fix the schema, then pipeline_alter('%s', '{\"enabled\": true}'))",
 						  run->error, p->name);
-	return true;
 }
 
 /*
@@ -470,8 +470,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 			catalog_set_watermark(p->name, run.range.to, true);
 		else
 			catalog_record_failure(p->name);
-		if (cdc_needs_pause(p, &run))
-			catalog_pause(p->name);
+		pause_on_schema_error(p, &run);
 		record_run(p, &run);
 		alert(p, &run, previous);
 	}

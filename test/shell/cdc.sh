@@ -219,6 +219,38 @@ for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
 done
 is "$same" yes "after pgbench TPC-B, all four tables are identical to the source"
 
+# --- batch_size bounds a run at a transaction's end; what CDC refuses ----------
+qd "SELECT pipeline_alter('shop', '{\"batch_size\": 2}')" >/dev/null
+qs "INSERT INTO items VALUES (60, 'b', 1); INSERT INTO items VALUES (61, 'b', 1), (62, 'b', 1);" >/dev/null
+qs "INSERT INTO items VALUES (63, 'b', 1)" >/dev/null
+qs "INSERT INTO items VALUES (64, 'b', 1)" >/dev/null
+is "$(qd "SELECT rows_read FROM pipeline_run('shop')")" 3 "batch_size 2 stops after the transaction that reaches it"
+cluster_psql cdcdst "$CPORT" -d postgres -q -c "CALL pipeline_drain('shop')" >/dev/null
+is "$(qd "SELECT count(*) FROM replica.items WHERE order_id BETWEEN 60 AND 64")" 5 "pipeline_drain applies the rest"
+qd "SELECT pipeline_alter('shop', '{\"batch_size\": null}')" >/dev/null
+for call in "pipeline_reset('shop')" "pipeline_explain('shop')" "pipeline_replay('shop')"; do
+  err=$(qd "SELECT * FROM $call" 2>&1)
+  echo "$err" | grep -q 'cannot .* CDC pipeline "shop"'
+  ok $? "$call is refused for a CDC pipeline"
+done
+
+# --- pg_dump and pg_restore keep the definition; the slot stays the original's --
+"$PG_BIN/pg_dump" -h "$WORK_BASE/cdcdst" -p "$CPORT" -U postgres -Fc -f "$WORK_BASE/cdcdst/dump" postgres
+ok $? "pg_dump of a database with CDC pipelines"
+cluster_psql cdcdst "$CPORT" -q -c "CREATE DATABASE restored" >/dev/null
+"$PG_BIN/pg_restore" -h "$WORK_BASE/cdcdst" -p "$CPORT" -U postgres -d restored "$WORK_BASE/cdcdst/dump" 2>/dev/null
+qr() { q cdcdst "$CPORT" restored "$1"; }
+is "$(qr "SELECT slot || ' ' || applied_lsn FROM pipeline.cdc WHERE pipeline = 'shop'")" \
+  "$(qd "SELECT slot || ' ' || applied_lsn FROM pipeline.cdc WHERE pipeline = 'shop'")" \
+  "the restored catalog has the pipeline's slot and applied LSN"
+before=$(qs "SELECT count(*) FROM pg_replication_slots")
+qr "SELECT pipeline_drop('shop', drop_slot => false)" >/dev/null
+is "$(qs "SELECT count(*) FROM pg_replication_slots") $(qr "SELECT count(*) FROM pipeline.cdc WHERE pipeline = 'shop'")" \
+  "$before 0" "drop_slot => false drops the restored copy and leaves the original's slot"
+qs "INSERT INTO items VALUES (70, 'after-dump', 1)" >/dev/null
+drain shop >/dev/null
+is "$(qd "SELECT count(*) FROM replica.items WHERE order_id = 70")" 1 "the original pipeline goes on"
+
 # --- dropping a pipeline drops its slot -------------------------------------------
 before=$(qs "SELECT count(*) FROM pg_replication_slots")
 qd "SELECT pipeline_drop('shop')" >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Background workers (shared_preload_libraries = 'pipeline'): continuous
-# delivery, cascades, a failing pipeline, SIGTERM in the middle of a run,
-# DROP EXTENSION and DROP DATABASE not blocked, SIGHUP.
+# delivery, cascades, continuous views and CDC, a failing pipeline, SIGTERM
+# in the middle of a run, DROP EXTENSION and DROP DATABASE not blocked,
+# SIGHUP.
 source "$(dirname "$0")/../tap.sh"
 WPORT=$((PORT + 3))
 trap 'remove_cluster workers' EXIT
@@ -54,6 +55,20 @@ qw "INSERT INTO events (k) SELECT g % 3 FROM generate_series(1, 30) g" >/dev/nul
 wait_until "SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM live_counts" "0:10,1:10,2:10" 5
 ok $? "the worker refreshes a continuous incremental view, with no one calling pipeline_refresh"
 is "$(qw "SELECT pipeline_pending_changes('live_counts')")" 0 "nothing is left pending"
+
+# a continuous CDC pipeline: changes of a local publication applied by the worker
+qw "CREATE SCHEMA app; CREATE SCHEMA mirror;
+    CREATE TABLE app.acct (id int PRIMARY KEY, balance int);
+    CREATE TABLE mirror.acct (id int PRIMARY KEY, balance int);
+    CREATE PUBLICATION acct_pub FOR TABLE app.acct" >/dev/null
+qw "SELECT pipeline_create_cdc('acct', 'acct_pub', 'mirror',
+      options => '{\"continuous\": true, \"poll_interval\": \"100 milliseconds\"}')" >/dev/null
+qw "INSERT INTO app.acct SELECT g, 100 FROM generate_series(1, 50) g" >/dev/null
+qw "UPDATE app.acct SET balance = balance - 1 WHERE id <= 10; DELETE FROM app.acct WHERE id > 40" >/dev/null
+wait_until "SELECT count(*) || ' ' || sum(balance) FROM mirror.acct" "40 3990" 10
+ok $? "the worker applies a continuous CDC pipeline, with no one calling pipeline_run"
+is "$(qw "SELECT count(*) FROM pipeline.runs WHERE pipeline = 'acct' AND status = 'failed'")" 0 "without a failed run"
+qw "SELECT pipeline_drop('acct')" >/dev/null   # DROP EXTENSION would leave its slot
 
 # a failing pipeline: failed runs, the worker goes on
 pid_before=$(worker_pid)

@@ -24,10 +24,10 @@ OBJS = \
 	src/cdc.o
 
 DATA = pipeline--0.1.sql pipeline--0.2.sql pipeline--0.1--0.2.sql \
-	pipeline--0.2--0.3.sql
+	pipeline--0.2--0.3.sql pipeline--0.3--0.4.sql
 # The full script of the current version is the previous one plus its
 # update, so a fresh install and an updated one cannot differ.
-DATA_built = pipeline--0.3.sql
+DATA_built = pipeline--0.3.sql pipeline--0.4.sql
 PGFILEDESC = "pipeline - in-database data pipelines"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -48,3 +48,7 @@ $(OBJS): src/pipeline.h
 pipeline--0.3.sql: pipeline--0.2.sql pipeline--0.2--0.3.sql
 	( echo '/* pipeline--0.3.sql: generated from pipeline--0.2.sql and pipeline--0.2--0.3.sql */'; \
 	  cat pipeline--0.2.sql; grep -v '^\\echo' pipeline--0.2--0.3.sql ) > $@
+
+pipeline--0.4.sql: pipeline--0.3.sql pipeline--0.3--0.4.sql
+	( echo '/* pipeline--0.4.sql: generated from pipeline--0.3.sql and pipeline--0.3--0.4.sql */'; \
+	  cat pipeline--0.3.sql; grep -v '^\\echo' pipeline--0.3--0.4.sql ) > $@

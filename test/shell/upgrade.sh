@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION pipeline UPDATE from 0.1 to 0.2 to 0.3 on a populated
+# ALTER EXTENSION pipeline UPDATE from 0.1 to 0.2 to 0.3 to 0.4 on a populated
 # catalog: pipelines keep their definitions, watermarks and history and go
 # on running, the library runs an older catalog until the update, and the
 # updated extension has exactly the objects of a fresh install.
@@ -60,6 +60,14 @@ is "$(qo "SELECT count(*) || ' ' || count(lsn) FROM pipeline.quarantine")" "3 0"
   "quarantined rows of table pipelines have no LSN"
 is "$(qo "SELECT string_agg(kind || ':' || coalesce(wal_status, '-'), ',' ORDER BY kind) FROM pipeline.status")" \
   "matview:-,pipeline:-" "pipeline.status of 0.3 has the slot columns"
+
+# 0.3 to 0.4: security and correctness fixes
+qo "ALTER EXTENSION pipeline UPDATE TO '0.4'" >/dev/null
+ok $? "ALTER EXTENSION pipeline UPDATE TO '0.4'"
+is "$(qo "SELECT extversion FROM pg_extension WHERE extname = 'pipeline'")" "0.4" "version 0.4 after the update"
+qo "INSERT INTO src (v) VALUES (13)" >/dev/null
+is "$(qo "SELECT status || ' ' || rows_loaded FROM pipeline_run('copy')")" "succeeded 1" \
+  "the pipeline continues after the update to 0.4"
 
 # the updated extension has the objects and definitions of a fresh install
 cluster_psql test "$PORT" -d "$NEW" -q -c "CREATE EXTENSION pipeline" >/dev/null

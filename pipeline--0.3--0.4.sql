@@ -1,0 +1,33 @@
+/* pipeline--0.3--0.4.sql: security and correctness fixes of round three */
+
+\echo Use "ALTER EXTENSION pipeline UPDATE TO '0.4'" to load this file. \quit
+
+/*
+ * Each part below belongs to one issue of the round; keep them in this
+ * order so the script reads as the change log of 0.4.
+ */
+
+-- ---------------------------------------------------------------------
+-- Security: ownership, identities, visibility
+-- ---------------------------------------------------------------------
+
+
+-- ---------------------------------------------------------------------
+-- CDC: exactly-once confirms, wedges
+-- ---------------------------------------------------------------------
+
+
+-- ---------------------------------------------------------------------
+-- Incremental views: correctness
+-- ---------------------------------------------------------------------
+
+
+-- ---------------------------------------------------------------------
+-- Pipelines: batches, lag, contracts and conversion
+-- ---------------------------------------------------------------------
+
+
+-- ---------------------------------------------------------------------
+-- Operations: workers, schedules, retries, the DAG
+-- ---------------------------------------------------------------------
+

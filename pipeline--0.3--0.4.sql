@@ -11,6 +11,25 @@
 -- Security: ownership, identities, visibility
 -- ---------------------------------------------------------------------
 
+/*
+ * A contract rule belongs to its pipeline by identity (name and owner) and
+ * goes with it. The row-level policy used to check that the pipeline
+ * exists in the inserting transaction's snapshot, so a rule inserted while
+ * its pipeline was being dropped survived it, and a pipeline of the same
+ * name created later by another role ran that rule's SQL as its own owner.
+ * A foreign key sees concurrent drops (it locks the pipeline's row) and
+ * takes the rules along; the policy still refuses, with 42501, a rule for a
+ * pipeline the role cannot see. Rules left behind by 0.3 are removed.
+ */
+DELETE FROM pipeline.contract_rules r
+WHERE NOT EXISTS (SELECT 1 FROM pipeline.pipelines p
+                  WHERE p.name OPERATOR(pg_catalog.=) r.pipeline
+                    AND p.owner OPERATOR(pg_catalog.=) r.owner);
+ALTER TABLE pipeline.pipelines ADD CONSTRAINT pipelines_name_owner_key UNIQUE (name, owner);
+ALTER TABLE pipeline.contract_rules ADD CONSTRAINT contract_rules_pipeline_fkey
+    FOREIGN KEY (pipeline, owner) REFERENCES pipeline.pipelines (name, owner)
+    ON DELETE CASCADE ON UPDATE CASCADE;
+
 
 -- ---------------------------------------------------------------------
 -- CDC: exactly-once confirms, wedges

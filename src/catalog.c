@@ -314,6 +314,17 @@ run_catalog_statement(const char *sql, int nargs, Oid *types, Datum *values,
 			 SPI_processed, expected);
 }
 
+/* The name is the primary key: say so in our words, not the index's. */
+void
+catalog_refuse_existing(const char *name)
+{
+	if (catalog_read_pipeline(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("pipeline \"%s\" already exists", name),
+				 errhint("Choose another name, or use pipeline_alter() or pipeline_drop().")));
+}
+
 void
 catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 {
@@ -321,13 +332,7 @@ catalog_insert_pipeline(const Pipeline *p, Jsonb *options)
 	Datum		values[DEFINITION_NARGS + 1];
 	char		nulls[DEFINITION_NARGS + 1];
 
-	/* The name is the primary key: say so in our words, not the index's. */
-	if (catalog_read_pipeline(p->name, true) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("pipeline \"%s\" already exists", p->name),
-				 errhint("Choose another name, or use pipeline_alter() or pipeline_drop().")));
-
+	catalog_refuse_existing(p->name);
 	definition_args(p, types, values, nulls);
 	types[DEFINITION_NARGS] = JSONBOID;
 	values[DEFINITION_NARGS] = JsonbPGetDatum(options);

@@ -234,14 +234,21 @@ parse_contract(Pipeline *p, Jsonb *contract)
 	return rules;
 }
 
-/* The stored rules of a pipeline. */
+/*
+ * The stored rules of a pipeline: those of its name AND its owner. A rule
+ * is an SQL expression that runs as the pipeline's owner, so a row left by
+ * another role (a pipeline of the same name dropped and created again) must
+ * never be read; since 0.4 a foreign key also removes rules with their
+ * pipeline.
+ */
 List *
 contract_read(const Pipeline *p)
 {
 	List	   *rules = NIL;
 
 	query_with_arg("SELECT rule, kind, column_name::text, argument::text, action "
-				   "FROM pipeline.contract_rules WHERE pipeline = $1 ORDER BY rule",
+				   "FROM pipeline.contract_rules WHERE pipeline = $1 AND owner = "
+				   "(SELECT owner FROM pipeline.pipelines WHERE name = $1) ORDER BY rule",
 				   TEXTOID, CStringGetTextDatum(p->name));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -392,7 +392,8 @@ pipeline_create(PG_FUNCTION_ARGS)
 				 errmsg("pipeline name must not be empty")));
 
 	SPI_connect();
-	catalog_lock_pipeline(name);
+	/* a name taken is refused before anything waits or locks */
+	catalog_refuse_existing(name);
 
 	p = palloc0(sizeof(Pipeline));
 	p->name = pstrdup(name);
@@ -412,6 +413,13 @@ pipeline_create(PG_FUNCTION_ARGS)
 		pipeline_apply_options(p, options, false);
 
 	validate_pipeline(p);
+
+	/*
+	 * The name's lock only now, after every check that may wait (a lock on
+	 * the source, say): a create that waits must not hold the lock that
+	 * runs, alters and drops of an existing pipeline of that name take.
+	 */
+	catalog_lock_pipeline(name);
 	catalog_insert_pipeline(p, options ? options :
 							DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															   CStringGetDatum("{}"))));
@@ -483,7 +491,8 @@ pipeline_reset(PG_FUNCTION_ARGS)
 		char	   *sql = psprintf("SELECT CAST($1 AS %s)::pg_catalog.text",
 								   format_type_be_qualified(watermark_type(p)));
 
-		identity_enter_catalog(&frame);
+		/* the cast may run the owner's code (a domain's CHECK): as the owner */
+		identity_enter(&frame, p->owner, p->search_path);
 		(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 1);

@@ -352,7 +352,8 @@ replay_query(const Pipeline *p, List *output, ArrayType *ids)
 						 quote_identifier(col->name), format_type_be_qualified(col->raw_type));
 	}
 	appendStringInfo(&sql, ") WHERE __pipeline_q.pipeline OPERATOR(pg_catalog.=) %s "
-					 "AND __pipeline_q.replayed_at IS NULL", quote_literal_cstr(p->name));
+					 "AND __pipeline_q.owner OPERATOR(pg_catalog.=) %u::pg_catalog.oid::pg_catalog.regrole "
+					 "AND __pipeline_q.replayed_at IS NULL", quote_literal_cstr(p->name), p->owner);
 	if (ids)
 	{
 		Oid			output;
@@ -368,15 +369,19 @@ replay_query(const Pipeline *p, List *output, ArrayType *ids)
 
 /*
  * After a replay load: rows diverted again stay quarantined with their new
- * violations; every other candidate is marked replayed.
+ * violations; every other candidate is marked replayed. The ids come from
+ * the diverted rows' data, which the owner's code (a trigger on the target,
+ * a check rule) can forge through pipeline_divert(): only rows of this
+ * pipeline and owner are ever updated.
  */
 static void
 mark_replayed(const Pipeline *p, ArrayType *ids, int64 *replayed, int64 *still_bad)
 {
 	IdentityFrame frame;
-	Oid			types[2] = {TEXTOID, INT8ARRAYOID};
-	Datum		values[2] = {CStringGetTextDatum(p->name), PointerGetDatum(ids)};
-	char		nulls[2] = {' ', ids ? ' ' : 'n'};
+	Oid			types[3] = {TEXTOID, INT8ARRAYOID, OIDOID};
+	Datum		values[3] = {CStringGetTextDatum(p->name), PointerGetDatum(ids),
+	ObjectIdGetDatum(p->owner)};
+	char		nulls[3] = {' ', ids ? ' ' : 'n', ' '};
 	bool		isnull;
 
 	identity_enter_catalog(&frame);
@@ -384,13 +389,14 @@ mark_replayed(const Pipeline *p, ArrayType *ids, int64 *replayed, int64 *still_b
 							  "  SELECT (data ->> '__pipeline_qid')::bigint AS id, violations "
 							  "  FROM pg_catalog.pipeline_diverted()), "
 							  "still AS (UPDATE pipeline.quarantine q SET violations = d.violations "
-							  "  FROM d WHERE q.id = d.id RETURNING q.id), "
+							  "  FROM d WHERE q.id = d.id AND q.pipeline = $1 AND q.owner = $3::regrole "
+							  "  AND q.replayed_at IS NULL RETURNING q.id), "
 							  "done AS (UPDATE pipeline.quarantine q SET replayed_at = now() "
-							  "  WHERE q.pipeline = $1 AND q.replayed_at IS NULL "
+							  "  WHERE q.pipeline = $1 AND q.owner = $3::regrole AND q.replayed_at IS NULL "
 							  "  AND ($2 IS NULL OR q.id = ANY ($2)) "
 							  "  AND NOT EXISTS (SELECT FROM d WHERE d.id = q.id) RETURNING q.id) "
 							  "SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM still)",
-							  2, types, values, nulls, false, 0) != SPI_OK_SELECT)
+							  3, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not mark the replayed rows of pipeline \"%s\"", p->name);
 	*replayed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*still_bad = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));

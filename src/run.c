@@ -29,7 +29,6 @@
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/resowner.h"
@@ -356,11 +355,15 @@ last_status(const Pipeline *p)
 /*
  * NOTIFY pipeline_events, delivered when the run commits: on every failure,
  * and on the first success after a failure (a recovery).
+ *
+ * Any role may LISTEN, and PostgreSQL has no privilege on channels, so the
+ * payload carries nothing but the run's id and event: the pipeline's name,
+ * error and SQLSTATE are read from pipeline.runs, whose row-level security
+ * shows them only to the pipeline's owner (and its members).
  */
 static void
-alert(const Pipeline *p, const RunRecord *run, const char *previous)
+alert(const RunRecord *run, const char *previous)
 {
-	StringInfoData payload;
 	const char *event;
 
 	if (strcmp(run->status, "failed") == 0)
@@ -369,23 +372,9 @@ alert(const Pipeline *p, const RunRecord *run, const char *previous)
 		event = "recovered";
 	else
 		return;
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"pipeline\": ");
-	escape_json(&payload, p->name);
-	appendStringInfo(&payload, ", \"run_id\": " INT64_FORMAT ", \"status\": \"%s\", \"error\": ",
-					 run->run_id, event);
-	if (run->error)
-	{
-		/* a NOTIFY payload must stay under 8000 bytes */
-		char	   *error = pnstrdup(run->error, 2000);
-
-		escape_json(&payload, error);
-	}
-	else
-		appendStringInfoString(&payload, "null");
-	appendStringInfo(&payload, ", \"sqlstate\": %s}", run->sqlstate ?
-					 psprintf("\"%s\"", run->sqlstate) : "null");
-	Async_Notify("pipeline_events", payload.data);
+	Async_Notify("pipeline_events",
+				 psprintf("{\"run_id\": " INT64_FORMAT ", \"status\": \"%s\"}",
+						  run->run_id, event));
 }
 
 /*
@@ -472,7 +461,7 @@ pipeline_run(PG_FUNCTION_ARGS)
 			catalog_record_failure(p->name);
 		pause_on_schema_error(p, &run);
 		record_run(p, &run);
-		alert(p, &run, previous);
+		alert(&run, previous);
 	}
 
 	MemoryContextSwitchTo(callcontext);

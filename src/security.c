@@ -49,10 +49,16 @@ identity_enter(IdentityFrame *frame, Oid role, const char *search_path)
 	identity_pin("search_path", search_path);
 }
 
+/*
+ * Undo every setting changed inside the frame, whether pinned by us or set
+ * by the code that ran there (set_config(..., false) in a user's view or
+ * function included), as REFRESH MATERIALIZED VIEW does: nothing the
+ * owner's code does may outlive the switch back to the caller.
+ */
 void
 identity_leave(IdentityFrame *frame)
 {
-	AtEOXact_GUC(true, frame->saved_nestlevel);
+	AtEOXact_GUC(false, frame->saved_nestlevel);
 	SetUserIdAndSecContext(frame->saved_userid, frame->saved_sec_context);
 }
 

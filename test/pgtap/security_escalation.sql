@@ -1,0 +1,109 @@
+-- Escalation attempts by an ordinary role through code it controls: a
+-- domain's CHECK in a watermark cast, settings changed by a source view,
+-- and quarantine ids forged through pipeline_divert() during a replay.
+-- Each would run as (or leak into) the catalog owner or another role.
+BEGIN;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION pipeline;
+SELECT plan(12);
+
+CREATE ROLE tap_mallory;
+CREATE ROLE tap_victim;
+CREATE SCHEMA m AUTHORIZATION tap_mallory;
+CREATE SCHEMA v AUTHORIZATION tap_victim;
+
+-- 1. pipeline_reset casts the new watermark to the column's type. A domain
+-- with a CHECK calling mallory's function ran it as the catalog owner.
+SET ROLE tap_mallory;
+CREATE TABLE m.calls (who text);
+CREATE FUNCTION m.pwn(bigint) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO m.calls VALUES (current_user);
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE 'ALTER ROLE tap_mallory SUPERUSER';
+  END IF;
+  RETURN true;
+END $$;
+CREATE TABLE m.src (id bigint);
+CREATE TABLE m.dst (id bigint);
+SELECT pipeline_create('p_reset', 'm.src', 'm.dst', watermark => 'id');
+CREATE DOMAIN m.wm AS bigint CHECK (m.pwn(VALUE));
+ALTER TABLE m.src ALTER COLUMN id TYPE m.wm;
+SELECT lives_ok($$ SELECT pipeline_reset('p_reset', '0') $$, 'mallory resets her pipeline through her domain');
+RESET ROLE;
+SELECT is((SELECT rolsuper FROM pg_roles WHERE rolname = 'tap_mallory'), false,
+          'the domain''s CHECK did not make mallory superuser');
+SELECT results_eq($$ SELECT DISTINCT who FROM m.calls $$, $$ VALUES ('tap_mallory'::text) $$,
+                  'the cast of pipeline_reset ran as the pipeline''s owner');
+SELECT is((SELECT last_watermark FROM pipeline.pipelines WHERE name = 'p_reset'), '0',
+          'and the watermark was reset');
+
+-- 3. A source view whose function changes settings for the session: the
+-- change must not outlive the run, or the next statement a superuser plans
+-- resolves names through mallory's schema.
+SET ROLE tap_mallory;
+CREATE FUNCTION m.leak() RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('search_path', 'm, pg_catalog', false);
+  PERFORM set_config('work_mem', '77kB', false);
+  PERFORM set_config('statement_timeout', '1ms', false);
+  RETURN true;
+END $$;
+CREATE TABLE m.s3 (id int);
+CREATE TABLE m.d3 (id int);
+CREATE VIEW m.v3 AS SELECT id FROM m.s3 WHERE m.leak();
+INSERT INTO m.s3 VALUES (1), (2);
+SELECT pipeline_create('p_leak', 'm.v3', 'm.d3', watermark => 'id');
+RESET ROLE;
+SET search_path = public;
+SET work_mem = '4MB';
+SELECT is((SELECT status || ' ' || rows_loaded FROM pipeline_run('p_leak')), 'succeeded 2',
+          'a superuser runs mallory''s pipeline, whose view changes settings');
+SELECT is(current_setting('search_path'), 'public', 'the caller''s search_path is unchanged after the run');
+SELECT is(current_setting('work_mem'), '4MB', 'and so is work_mem');
+SELECT is(current_setting('statement_timeout'), '0', 'and statement_timeout');
+-- the same through pipeline_run_all, whose SET clause covers only search_path
+INSERT INTO m.s3 VALUES (3);
+SET work_mem = '4MB';
+SELECT is((SELECT status FROM pipeline_run_all() WHERE pipeline = 'p_leak'), 'succeeded',
+          'pipeline_run_all runs it');
+SELECT is(current_setting('work_mem'), '4MB', 'and leaves the caller''s work_mem alone');
+
+-- 10. A replay marks the rows it loaded; the ids come from the diverted rows,
+-- which the owner's trigger can forge with pipeline_divert(). Victim's
+-- quarantined row must keep its violations.
+SET ROLE tap_victim;
+CREATE TABLE v.src (id bigserial PRIMARY KEY, n int);
+CREATE TABLE v.dst (id bigint, n int);
+SELECT pipeline_create('pv', 'v.src', 'v.dst', watermark => 'id');
+SELECT pipeline_contract('pv', '{"columns": {"n": {"max": 10}}}');
+INSERT INTO v.src (n) VALUES (100);
+SELECT pipeline_run('pv');
+RESET ROLE;
+SET ROLE tap_mallory;
+CREATE TABLE m.qid (id bigint);
+CREATE TABLE m.s10 (id bigserial PRIMARY KEY, n int);
+CREATE TABLE m.d10 (id bigint, n int);
+CREATE FUNCTION m.forge() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_catalog.pipeline_divert(ARRAY['forged'],
+                                     jsonb_build_object('__pipeline_qid', (SELECT id FROM m.qid)));
+  RETURN NEW;
+END $$;
+CREATE TRIGGER forge BEFORE INSERT ON m.d10 FOR EACH ROW EXECUTE FUNCTION m.forge();
+SELECT pipeline_create('pm', 'm.s10', 'm.d10', watermark => 'id');
+SELECT pipeline_contract('pm', '{"columns": {"n": {"max": 10}}}');
+INSERT INTO m.s10 (n) VALUES (50);
+SELECT pipeline_run('pm');
+SELECT pipeline_contract('pm', '{"columns": {"n": {"max": 1000}}}');
+RESET ROLE;
+INSERT INTO m.qid SELECT id FROM pipeline.quarantine WHERE pipeline = 'pv';
+SET ROLE tap_mallory;
+SELECT lives_ok($$ SELECT pipeline_replay('pm') $$, 'mallory replays her row through a forging trigger');
+RESET ROLE;
+SELECT results_eq($$ SELECT violations, replayed_at IS NULL FROM pipeline.quarantine WHERE pipeline = 'pv' $$,
+                  $$ VALUES ('{n.max}'::text[], true) $$,
+                  'victim''s quarantined row keeps its violations and stays to replay');
+
+SELECT * FROM finish();
+ROLLBACK;

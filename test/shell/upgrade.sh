@@ -62,9 +62,14 @@ is "$(qo "SELECT string_agg(kind || ':' || coalesce(wal_status, '-'), ',' ORDER 
   "matview:-,pipeline:-" "pipeline.status of 0.3 has the slot columns"
 
 # 0.3 to 0.4: security and correctness fixes
+# a rule whose pipeline is gone (0.3 let one survive a concurrent drop)
+qo "INSERT INTO pipeline.contract_rules (pipeline, owner, rule, kind, argument)
+    VALUES ('gone', 'postgres', 'spy', 'check', '\"true\"')" >/dev/null
 qo "ALTER EXTENSION pipeline UPDATE TO '0.4'" >/dev/null
 ok $? "ALTER EXTENSION pipeline UPDATE TO '0.4'"
 is "$(qo "SELECT extversion FROM pg_extension WHERE extname = 'pipeline'")" "0.4" "version 0.4 after the update"
+is "$(qo "SELECT string_agg(pipeline || ':' || rule, ',') FROM pipeline.contract_rules")" "copy:v.max" \
+  "the update removes rules left without their pipeline and keeps the others"
 qo "INSERT INTO src (v) VALUES (13)" >/dev/null
 is "$(qo "SELECT status || ' ' || rows_loaded FROM pipeline_run('copy')")" "succeeded 1" \
   "the pipeline continues after the update to 0.4"

@@ -31,6 +31,33 @@ ALTER TABLE pipeline.contract_rules ADD CONSTRAINT contract_rules_pipeline_fkey
     ON DELETE CASCADE ON UPDATE CASCADE;
 
 
+/*
+ * pipeline_drain cannot pin search_path (a procedure with a SET clause
+ * cannot COMMIT), so it runs under its caller's: every operator and
+ * function is qualified, or a user's operator of a closer signature (say
+ * public.||(text, bigint)) would run as whoever drains, a superuser too.
+ */
+CREATE OR REPLACE PROCEDURE pipeline_drain(name text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r pipeline.runs;
+BEGIN
+    LOOP
+        r := pg_catalog.pipeline_run(name);
+        COMMIT;
+        -- A snapshot pipeline (no watermark) has no backlog: one run is all.
+        EXIT WHEN r.status OPERATOR(pg_catalog.<>) 'succeeded'::pg_catalog.text
+               OR r.watermark_to IS NULL;
+    END LOOP;
+    IF r.status OPERATOR(pg_catalog.=) 'failed'::pg_catalog.text THEN
+        RAISE EXCEPTION 'pipeline "%" failed during drain: %', name, r.error
+            USING ERRCODE = coalesce(r.sqlstate, 'XX000'::pg_catalog.text),
+                  HINT = pg_catalog.format('See pipeline.runs for run %s.', r.run_id);
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------
 -- CDC: exactly-once confirms, wedges
 -- ---------------------------------------------------------------------

@@ -189,6 +189,21 @@ disarm_timeout(void)
 }
 
 /*
+ * Is this error a real interrupt (a cancel, statement_timeout, a shutdown)
+ * rather than one the owner's code raised with that SQLSTATE? Code such as
+ * RAISE ... USING ERRCODE = 'query_canceled' must fail its own run, not
+ * abort the caller's pipeline_run_all() and the other owners' runs in it.
+ * Real interrupts are raised by ProcessInterrupts only.
+ */
+static bool
+is_interrupt(const ErrorData *edata)
+{
+	return (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN) &&
+		edata->funcname != NULL && strcmp(edata->funcname, "ProcessInterrupts") == 0;
+}
+
+/*
  * Run do_run in a subtransaction, as PL/pgSQL does for a block with an
  * EXCEPTION clause; on error, roll it back and keep the error for the run
  * row.
@@ -234,8 +249,7 @@ run_guarded(Pipeline *p, RunRecord *run)
 		route_end();
 
 		/* a user's cancel or a shutdown is not a failed run: let it through */
-		if ((edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out) ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		if (is_interrupt(edata) && !timed_out)
 			ReThrowError(edata);
 
 		run->status = "failed";

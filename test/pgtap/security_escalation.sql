@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(12);
+SELECT plan(13);
 
 CREATE ROLE tap_mallory;
 CREATE ROLE tap_victim;
@@ -104,6 +104,29 @@ RESET ROLE;
 SELECT results_eq($$ SELECT violations, replayed_at IS NULL FROM pipeline.quarantine WHERE pipeline = 'pv' $$,
                   $$ VALUES ('{n.max}'::text[], true) $$,
                   'victim''s quarantined row keeps its violations and stays to replay');
+
+-- An owner's code that raises 57014 (query_canceled) itself is no cancel:
+-- it fails its own run, and a superuser's pipeline_run_all goes on to the
+-- other owners' pipelines.
+SET ROLE tap_mallory;
+CREATE FUNCTION m.fake_cancel() RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'not a cancel' USING ERRCODE = 'query_canceled'; END $$;
+CREATE TABLE m.s4 (id int);
+CREATE TABLE m.d4 (id int);
+INSERT INTO m.s4 VALUES (1);
+SELECT pipeline_create('a_cancel', 'm.s4', 'm.d4', transform => 'SELECT id FROM batch WHERE m.fake_cancel()');
+RESET ROLE;
+SET ROLE tap_victim;
+CREATE TABLE v.s4 (id int);
+CREATE TABLE v.d4 (id int);
+INSERT INTO v.s4 VALUES (1);
+SELECT pipeline_create('z_victim', 'v.s4', 'v.d4');
+RESET ROLE;
+SELECT results_eq($$ SELECT pipeline, status, sqlstate FROM pipeline_run_all()
+                     WHERE pipeline IN ('a_cancel', 'z_victim') ORDER BY 1 $$,
+                  $$ VALUES ('a_cancel'::text, 'failed'::text, '57014'::text),
+                            ('z_victim', 'succeeded', NULL) $$,
+                  'a raised 57014 fails only its own run of pipeline_run_all');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -116,4 +116,42 @@ wait $holder $squatter
 grep -q 'pipeline "victim_cards" already exists' "$work/squat.log"
 ok $? "mallory's create is refused at once, naming the pipeline"
 
+# --- pipeline_drain runs under its caller's search_path: nothing resolves
+# to an operator of mallory's, even where she can create in public ---
+cluster_psql test "$PORT" -d "$DB" -q -c "GRANT CREATE ON SCHEMA public TO $M" >/dev/null
+as "$M" -q >/dev/null <<'SQL'
+-- a failed drain rolls back what they write: they speak instead
+CREATE FUNCTION public.spy_cat(text, bigint) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'spy ran as %', current_user; RETURN $1 OPERATOR(pg_catalog.||) $2::text; END $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = bigint, FUNCTION = public.spy_cat);
+CREATE FUNCTION public.spy_ne(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'spy ran as %', current_user; RETURN $1 OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.spy_ne);
+CREATE FUNCTION m.boom() RETURNS bool LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;
+CREATE TABLE m.s_drain (id int);
+CREATE TABLE m.d_drain (id int);
+INSERT INTO m.s_drain VALUES (1);
+SELECT pipeline_create('mdrain', 'm.s_drain', 'm.d_drain', transform => 'SELECT id FROM batch WHERE m.boom()');
+SQL
+err=$(cluster_psql test "$PORT" -d "$DB" -qAt -c "SET search_path = public, pg_catalog" \
+  -c "CALL pipeline_drain('mdrain')" 2>&1)
+echo "$err" | grep -q 'pipeline "mdrain" failed during drain: boom'
+ok $? "a superuser's drain of mallory's failing pipeline fails with its error"
+echo "$err" | grep -q 'See pipeline.runs for run [0-9]*\.'
+ok $? "and its hint names the run"
+! echo "$err" | grep -q 'spy ran'
+ok $? "none of mallory's operators ran in the drain"
+
+# --- a real cancel still cancels; a failed run is not recorded for it ---
+as "$V" -q >/dev/null <<'SQL'
+CREATE TABLE v.s_slow (id int);
+CREATE TABLE v.d_slow (id int);
+INSERT INTO v.s_slow VALUES (1);
+SELECT pipeline_create('vslow', 'v.s_slow', 'v.d_slow', transform => 'SELECT id FROM batch, pg_sleep(2)');
+SQL
+err=$(as "$V" -qAt -c "SET statement_timeout = '300ms'" -c "SELECT pipeline_run('vslow')" 2>&1)
+echo "$err" | grep -q 'canceling statement due to statement timeout'
+ok $? "statement_timeout cancels a run as any statement"
+is "$(qv "SELECT count(*) FROM pipeline.runs WHERE pipeline = 'vslow'")" 0 "and leaves no run row"
+
 done_testing

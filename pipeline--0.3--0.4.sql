@@ -26,6 +26,16 @@
 -- Pipelines: batches, lag, contracts and conversion
 -- ---------------------------------------------------------------------
 
+/*
+ * The assignment cast of a transform's value into a target column, NULL
+ * where it fails with a data error (only casts of built-in functions), so
+ * the row breaks "<column>.type" instead of failing the run.
+ */
+CREATE FUNCTION pipeline_try_cast(value "any", type_of anyelement, typmod integer DEFAULT -1)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'pipeline_try_cast'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 
 -- ---------------------------------------------------------------------
 -- Operations: workers, schedules, retries, the DAG

@@ -36,6 +36,16 @@ RETURNS anyelement
 AS 'MODULE_PATHNAME', 'pipeline_try_cast'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+/*
+ * The creator's TimeZone and DateStyle, pinned for every run as the search
+ * path is (and as incremental views pin them): text into date and timestamp
+ * columns reads the same whoever runs the pipeline. Pipelines of an older
+ * version take the settings of the session that updates the extension.
+ */
+ALTER TABLE pipeline.pipelines
+    ADD COLUMN timezone text NOT NULL DEFAULT pg_catalog.current_setting('TimeZone'),
+    ADD COLUMN datestyle text NOT NULL DEFAULT pg_catalog.current_setting('DateStyle');
+
 
 -- ---------------------------------------------------------------------
 -- Operations: workers, schedules, retries, the DAG

@@ -294,6 +294,41 @@ wait_for_writers(Oid source)
 }
 
 /*
+ * Has this transaction written to the source (holds a lock that a run's
+ * wait for writers waits for)? Then it must not wait for another session's
+ * run of the pipeline: that run waits for this transaction to end.
+ */
+bool
+source_written_here(const Pipeline *p)
+{
+	BaseRelations acc = {NIL, 0};
+	ListCell   *lc;
+
+	if (p->mode == LOAD_CDC || p->watermark == NULL || get_rel_name(p->source) == NULL)
+		return false;
+	collect_base_relations(p->source, &acc);
+	foreach(lc, acc.relids)
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		/* the modes that conflict with the ShareLock wait_for_writers waits with */
+		for (LOCKMODE mode = RowExclusiveLock; mode <= AccessExclusiveLock; mode++)
+		{
+			if (mode == ShareLock)
+				continue;
+#if PG_VERSION_NUM >= 170000
+			if (LockHeldByMe(&tag, mode, false))
+#else
+			if (LockHeldByMe(&tag, mode))
+#endif
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Prepared watermark queries, by their text, for the life of the backend:
  * an idle run (cron ticks, worker polls) is two of them and a catalog read,
  * so it must not parse and plan each time. The plan cache revalidates them

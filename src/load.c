@@ -550,11 +550,27 @@ count_view_batch(const Pipeline *p, const BatchRange *range)
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * Text into date and time columns reads by TimeZone and DateStyle: pin the
+ * creator's, as the search_path is, until the caller's identity_leave.
+ */
+static void
+pin_creator_settings(const Pipeline *p)
+{
+	if (p->timezone)
+		identity_pin("TimeZone", p->timezone);
+	if (p->datestyle)
+		identity_pin("DateStyle", p->datestyle);
+}
+
 /* Load one batch; call as the owner, inside the run's subtransaction. */
 LoadCounts
 load_batch(const Pipeline *p, const BatchRange *range)
 {
-	LoadCounts	counts = execute_statements(load_statements(p, range, NULL), p->name);
+	LoadCounts	counts;
+
+	pin_creator_settings(p);
+	counts = execute_statements(load_statements(p, range, NULL), p->name);
 
 	if (get_rel_relkind(p->source) == RELKIND_VIEW)
 		counts.rows_read = count_view_batch(p, range);
@@ -570,5 +586,6 @@ load_replay(const Pipeline *p, const char *replay)
 {
 	BatchRange	range = {NULL, NULL, false};
 
+	pin_creator_settings(p);
 	return execute_statements(load_statements(p, &range, replay), p->name);
 }

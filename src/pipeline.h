@@ -84,6 +84,8 @@ typedef struct Pipeline
 	bool		queued;			/* an upstream run queued this one */
 	bool		continuous;		/* background workers run it continuously */
 	char	   *poll_interval;	/* how often they look for new rows */
+	char	   *timezone;		/* the creator's TimeZone and DateStyle, */
+	char	   *datestyle;		/* pinned for the load (set at insert) */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */
@@ -166,6 +168,7 @@ extern void check_watermark_column(Oid source, const char *column,
 								   const char *source_name);
 extern void check_lag(const Pipeline *p);
 extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
+extern bool source_written_here(const Pipeline *p);
 extern char *batch_query(const Pipeline *p, const BatchRange *range);
 extern char *watermark_lag(const Pipeline *p);
 

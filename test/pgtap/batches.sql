@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(18);
+SELECT plan(26);
 
 CREATE TABLE d (id int);
 
@@ -76,6 +76,42 @@ SELECT results_eq($$ SELECT rows_read, watermark_from, watermark_to FROM pipelin
   $$ VALUES (3::bigint, '3', '6') $$, 'the next one 4 to 6');
 SELECT is((SELECT max(rows_read) FROM (SELECT (pipeline_run('capped')).rows_read FROM generate_series(1, 6)) r),
   3::bigint, 'no batch of the backlog exceeds 3 rows');
+
+-- DateStyle and TimeZone are the creator's, pinned for every run
+SET DateStyle = 'ISO, MDY';
+SET TimeZone = 'UTC';
+CREATE TABLE s_text (id int, day text, at text);
+CREATE TABLE d_time (id int, day date, at timestamptz);
+INSERT INTO s_text VALUES (1, '01/02/2024', '2024-01-01 00:00');
+SELECT pipeline_create('dates', 's_text', 'd_time', watermark => 'id');
+SET DateStyle = 'ISO, DMY';
+SET TimeZone = 'America/New_York';
+SELECT is((SELECT status FROM pipeline_run('dates')), 'succeeded', 'a run under another DateStyle and TimeZone');
+SELECT results_eq($$ SELECT day, at FROM d_time $$,
+  $$ VALUES ('2024-01-02'::date, '2024-01-01 00:00+00'::timestamptz) $$,
+  'reads text as its creator would: January 2, midnight UTC');
+SELECT results_eq($$ SELECT current_setting('DateStyle'), current_setting('TimeZone') $$,
+  $$ VALUES ('ISO, DMY', 'America/New_York') $$, 'and leaves the caller''s settings as they were');
+
+-- pipeline_reset reads its value as the caller's literal would be read
+CREATE TABLE s_day (id int, day date);
+SELECT pipeline_create('days', 's_day', 'd', watermark => 'day', transform => 'SELECT id FROM batch');
+SELECT lives_ok($$ SELECT pipeline_reset('days', '13/01/2024') $$, 'pipeline_reset under DMY takes 13/01/2024');
+SELECT is((SELECT last_watermark FROM pipeline.pipelines WHERE name = 'days'), '2024-01-13',
+  'and stores it in ISO style');
+RESET DateStyle;
+RESET TimeZone;
+
+-- replace: a batch whose every row is quarantined replaces the target with nothing
+CREATE TABLE s_rep (id int, v text);
+CREATE TABLE d_rep (id int, v int);
+INSERT INTO s_rep VALUES (1, '1');
+SELECT pipeline_create('rep', 's_rep', 'd_rep', mode => 'replace');
+SELECT is((SELECT rows_loaded FROM pipeline_run('rep')), 1::bigint, 'replace loads the first batch');
+UPDATE s_rep SET v = 'bad';
+SELECT results_eq($$ SELECT rows_read, rows_loaded, rows_quarantined FROM pipeline_run('rep') $$,
+  $$ VALUES (1::bigint, 0::bigint, 1::bigint) $$, 'replace with every row quarantined');
+SELECT is((SELECT count(*) FROM d_rep), 0::bigint, 'empties the target (as documented)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -30,8 +30,7 @@ PG_FUNCTION_INFO_V1(pipeline_lock_key);
 	"last_watermark, mode, key::text[], batch_size, lag, enabled, search_path, " \
 	"max_bad_fraction, max_bad_rows, depends_on, retries, retry_delay::text, " \
 	"timeout::text, (extract(epoch FROM timeout) * 1000)::int8, failures, " \
-	"cascade, queued_at IS NOT NULL, continuous, poll_interval::text, " \
-	"timezone, datestyle"
+	"cascade, queued_at IS NOT NULL, continuous, poll_interval::text"
 
 Oid
 catalog_relid(void)
@@ -185,8 +184,6 @@ pipeline_from_tuple(HeapTuple tuple, TupleDesc desc)
 	p->queued = DatumGetBool(SPI_getbinval(tuple, desc, 23, &isnull));
 	p->continuous = DatumGetBool(SPI_getbinval(tuple, desc, 24, &isnull));
 	p->poll_interval = text_column(tuple, desc, 25);
-	p->timezone = text_column(tuple, desc, 26);
-	p->datestyle = text_column(tuple, desc, 27);
 	return p;
 }
 

@@ -595,7 +595,7 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 		check_argument(r, "array", "an array of values");
 		initStringInfo(&sql);
 		appendStringInfo(&sql, "((%s OPERATOR(pg_catalog.=) ANY (ARRAY[", v);
-		/* a null in the list allows nothing: NULL values pass every rule anyway */
+		/* a null in the list matches nothing, and NULL values pass anyway: leave it out */
 		foreach(lc, array_elements(r->argument))
 		{
 			char	   *literal = typed_literal(r, lfirst(lc), col);

@@ -552,15 +552,34 @@ count_view_batch(const Pipeline *p, const BatchRange *range)
 
 /*
  * Text into date and time columns reads by TimeZone and DateStyle: pin the
- * creator's, as the search_path is, until the caller's identity_leave.
+ * creator's (pipeline.pipelines keeps them from 0.4 on), as the search_path
+ * is, until the caller's identity_leave.
  */
 static void
 pin_creator_settings(const Pipeline *p)
 {
-	if (p->timezone)
-		identity_pin("TimeZone", p->timezone);
-	if (p->datestyle)
-		identity_pin("DateStyle", p->datestyle);
+	IdentityFrame frame;
+	Oid			type = TEXTOID;
+	Datum		name = CStringGetTextDatum(p->name);
+	char	   *timezone = NULL;
+	char	   *datestyle = NULL;
+
+	if (get_attnum(catalog_relid(), "datestyle") == InvalidAttrNumber)
+		return;					/* a catalog older than 0.4 */
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT timezone, datestyle FROM pipeline.pipelines WHERE name = $1",
+							  1, &type, &name, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the settings of pipeline \"%s\"", p->name);
+	if (SPI_processed == 1)
+	{
+		timezone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		datestyle = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+	identity_leave(&frame);
+	if (timezone)
+		identity_pin("TimeZone", timezone);
+	if (datestyle)
+		identity_pin("DateStyle", datestyle);
 }
 
 /* Load one batch; call as the owner, inside the run's subtransaction. */

@@ -84,8 +84,6 @@ typedef struct Pipeline
 	bool		queued;			/* an upstream run queued this one */
 	bool		continuous;		/* background workers run it continuously */
 	char	   *poll_interval;	/* how often they look for new rows */
-	char	   *timezone;		/* the creator's TimeZone and DateStyle, */
-	char	   *datestyle;		/* pinned for the load (set at insert) */
 } Pipeline;
 
 /* security.c: who runs what, under which search_path */

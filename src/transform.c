@@ -21,6 +21,7 @@
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "parser/parse_coerce.h"
+#include "parser/parse_func.h"
 #include "parser/parser.h"
 #include "parser/scansup.h"
 #include "utils/builtins.h"
@@ -293,6 +294,55 @@ cast_errors_catchable(Oid from, Oid to, int32 typmod)
 	return cast != NULL && !cast_walker(cast, NULL);
 }
 
+/* Is pipeline_try_cast there (a catalog of 0.4 or later)? */
+static bool
+try_cast_installed(void)
+{
+	Oid			args[3] = {ANYOID, ANYELEMENTOID, INT4OID};
+
+	return OidIsValid(LookupFuncName(list_make2(makeString("pg_catalog"),
+												makeString("pipeline_try_cast")),
+									 3, args, true));
+}
+
+/*
+ * Casts that never fail need no check per row: binary coercions without a
+ * typmod, integers into wider integers, numeric or float8, anything into
+ * unlimited text.
+ */
+static bool
+cast_cannot_fail(Oid from, Oid to, int32 typmod)
+{
+	Node	   *cast;
+
+	if (typmod >= 0)
+		return false;
+	if (to == TEXTOID)
+		return true;
+	switch (from)
+	{
+		case INT2OID:
+			if (to == INT4OID || to == INT8OID || to == NUMERICOID || to == FLOAT8OID)
+				return true;
+			break;
+		case INT4OID:
+			if (to == INT8OID || to == NUMERICOID || to == FLOAT8OID)
+				return true;
+			break;
+		case INT8OID:
+			if (to == NUMERICOID)
+				return true;
+			break;
+		case FLOAT4OID:
+			if (to == FLOAT8OID)
+				return true;
+			break;
+	}
+	cast = assignment_cast(from, to, typmod);
+	return cast != NULL && (IsA(cast, Param) ||
+							(IsA(cast, RelabelType) && IsA(((RelabelType *) cast)->arg, Param)));
+}
+
 /*
  * The SQL that turns one output value into the target column's type, or
  * NULL when no conversion exists. An assignment cast that may fail (to a
@@ -316,7 +366,8 @@ conversion(OutputColumn *out, Oid from)
 											 out->raw));
 	if (from == to || can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
 	{
-		if (!cast_errors_catchable(from, to, out->typmod))
+		if (cast_cannot_fail(from, to, out->typmod) ||
+			!cast_errors_catchable(from, to, out->typmod) || !try_cast_installed())
 			return pstrdup(out->raw);	/* INSERT applies the assignment cast */
 		out->checked = true;
 		return psprintf("pg_catalog.pipeline_try_cast(%s, NULL::%s, %d)",

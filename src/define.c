@@ -485,7 +485,12 @@ pipeline_reset(PG_FUNCTION_ARGS)
 		Oid			argtype = TEXTOID;
 		Datum		arg = CStringGetTextDatum(watermark);
 		Oid			type = watermark_type(p);
-		char	   *sql = psprintf("SELECT CAST($1 AS %s)", format_type_be_qualified(type));
+		bool		integer = type == INT2OID || type == INT4OID || type == INT8OID;
+		char	   *sql = psprintf("SELECT v, %s FROM CAST($1 AS %s) AS v",
+								   integer ? "false" :
+								   psprintf("v OPERATOR(pg_catalog.>=) CAST('infinity' AS %s)",
+											format_type_be_qualified(type)),
+								   format_type_be_qualified(type));
 		Oid			output;
 		bool		varlena;
 		bool		isnull;
@@ -494,6 +499,12 @@ pipeline_reset(PG_FUNCTION_ARGS)
 		identity_enter_catalog(&frame);
 		SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 1);
 		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		/* an infinite or NaN watermark would hide every later row */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("watermark \"%s\" of pipeline \"%s\" must be finite", watermark, p->name),
+					 errhint("Reset to a finite value, or to NULL to start from the beginning.")));
 		(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		getTypeOutputInfo(type, &output, &varlena);

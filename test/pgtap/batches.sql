@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(26);
+SELECT plan(28);
 
 CREATE TABLE d (id int);
 
@@ -47,6 +47,10 @@ SELECT results_eq($$ SELECT status, sqlstate FROM pipeline_run('nan') $$,
   $$ VALUES ('failed', '22000') $$, 'a NaN watermark fails the run: 22000');
 SELECT is((SELECT last_watermark FROM pipeline.pipelines WHERE name = 'nan'), NULL,
   'and the watermark does not become NaN');
+SELECT throws_ok($$ SELECT pipeline_reset('nan', 'NaN') $$, '22023', NULL,
+  'pipeline_reset to NaN: 22023');
+SELECT throws_ok($$ SELECT pipeline_reset('lag_time', 'infinity') $$, '22023', NULL,
+  'pipeline_reset to infinity: 22023');
 UPDATE s_num SET wm = 5 WHERE id = 2;
 SELECT results_eq($$ SELECT status, rows_read FROM pipeline_run('nan') $$,
   $$ VALUES ('succeeded', 2::bigint) $$, 'once the row is fixed, both load');

@@ -4,10 +4,10 @@
 -- PIPELINE_DIFF_SEED (default 0.42).
 --
 -- A scenario picks a watermark type (int, numeric, timestamptz), a source
--- (table, view, partitioned table), a mode (append, upsert, replace) and
+-- (table, view, UNION ALL view, partitioned table), a mode (append, upsert, replace) and
 -- then takes random steps: inserts (ties, late rows, values that do not
 -- convert or break the contract, NULL keys), runs, resets, batch_size and
--- lag changes, contract changes and replays. After every run the target,
+-- lag changes, contract changes, replays and runs rolled back. After every run the target,
 -- the quarantine, the watermark and the run's counts must equal the
 -- reference's.
 \getenv diff_steps PIPELINE_DIFF_STEPS
@@ -56,14 +56,14 @@ $$;
 CREATE FUNCTION diff.new_scenario(n int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   wmtype text := (ARRAY['int', 'numeric', 'timestamptz'])[1 + floor(random() * 3)];
-  kind text := (ARRAY['table', 'view', 'partitioned'])[1 + floor(random() * 3)];
+  kind text := (ARRAY['table', 'view', 'partitioned', 'union'])[1 + floor(random() * 4)];
   mode text := (ARRAY['append', 'upsert', 'replace'])[1 + floor(random() * 3)];
 BEGIN
   PERFORM pipeline_drop(name) FROM pipeline.pipelines;
   IF to_regclass('diff.base') IS NOT NULL THEN
     DROP VIEW diff.src;
   END IF;
-  DROP TABLE IF EXISTS diff.base, diff.src, diff.dst;
+  DROP TABLE IF EXISTS diff.base, diff.base2, diff.src, diff.dst;
   TRUNCATE diff.state, diff.ref_target, diff.ref_quarantine;
   DELETE FROM pipeline.quarantine;
   IF kind = 'partitioned' THEN
@@ -73,6 +73,10 @@ BEGIN
   ELSIF kind = 'view' THEN
     EXECUTE format('CREATE TABLE diff.base (id int, wm %s, v numeric, keep boolean)', wmtype);
     CREATE VIEW diff.src AS SELECT * FROM diff.base;
+  ELSIF kind = 'union' THEN
+    EXECUTE format('CREATE TABLE diff.base (id int, wm %s, v numeric, keep boolean)', wmtype);
+    CREATE TABLE diff.base2 (LIKE diff.base);
+    CREATE VIEW diff.src AS SELECT * FROM diff.base UNION ALL SELECT * FROM diff.base2;
   ELSE
     EXECUTE format('CREATE TABLE diff.src (id int, wm %s, v numeric, keep boolean)', wmtype);
   END IF;
@@ -91,10 +95,12 @@ CREATE FUNCTION diff.insert_rows() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   s diff.state := (SELECT st FROM diff.state st);
   top numeric;
-  rel text := CASE WHEN to_regclass('diff.base') IS NOT NULL THEN 'diff.base' ELSE 'diff.src' END;
+  rel text;
 BEGIN
-  EXECUTE format('SELECT count(*) FROM %s', rel) INTO top;
+  SELECT count(*) INTO top FROM diff.src;
   FOR i IN 1 .. 1 + floor(random() * 4) LOOP
+    rel := CASE WHEN to_regclass('diff.base2') IS NOT NULL AND random() < 0.5 THEN 'diff.base2'
+                WHEN to_regclass('diff.base') IS NOT NULL THEN 'diff.base' ELSE 'diff.src' END;
     -- mostly above the newest row, with ties, sometimes a late row below;
     -- an upsert key never repeats with the same watermark (no winner then)
     EXECUTE format('INSERT INTO %1$s SELECT $1, CAST($2 AS %2$s), $3, $4 WHERE $5 <> ''upsert'' '
@@ -227,7 +233,16 @@ BEGIN
                          (r.rows_read, r.rows_loaded, r.rows_quarantined)
                            = (ref.rows_read, ref.rows_loaded, ref.rows_quarantined));
       PERFORM diff.compare(step, 'run');
-    ELSIF dice < 0.80 THEN
+    ELSIF dice < 0.78 THEN
+      -- a run rolled back (a savepoint) leaves nothing behind
+      BEGIN
+        PERFORM pipeline_run('diff');
+        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'roll back';
+      EXCEPTION WHEN raise_exception THEN
+        NULL;
+      END;
+      PERFORM diff.compare(step, 'rolled back run');
+    ELSIF dice < 0.82 THEN
       -- back to a watermark of the source, or to the beginning
       EXECUTE 'SELECT wm::text FROM diff.src ORDER BY random() LIMIT 1' INTO value;
       IF random() < 0.3 THEN value := NULL; END IF;

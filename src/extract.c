@@ -532,6 +532,9 @@ extract_range(const Pipeline *p, bool wait)
 	type = format_type_be_qualified(watermark_type(p));
 
 	identity_enter(&frame, p->owner, p->search_path);
+	/* now() minus the lag as a timestamp without time zone is in TimeZone */
+	if (p->lag && watermark_type(p) == TIMESTAMPOID)
+		pin_creator_settings(p);
 	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 

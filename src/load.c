@@ -555,7 +555,7 @@ count_view_batch(const Pipeline *p, const BatchRange *range)
  * creator's (pipeline.pipelines keeps them from 0.4 on), as the search_path
  * is, until the caller's identity_leave.
  */
-static void
+void
 pin_creator_settings(const Pipeline *p)
 {
 	IdentityFrame frame;

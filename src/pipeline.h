@@ -205,6 +205,7 @@ extern void append_column_list(StringInfo sql, List *output);
 extern void analyze_statements(List *statements, const char *pipeline);
 extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
 extern LoadCounts load_replay(const Pipeline *p, const char *replay);
+extern void pin_creator_settings(const Pipeline *p);
 extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
 

@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(28);
+SELECT plan(29);
 
 CREATE TABLE d (id int);
 
@@ -104,6 +104,16 @@ SELECT lives_ok($$ SELECT pipeline_reset('days', '13/01/2024') $$, 'pipeline_res
 SELECT is((SELECT last_watermark FROM pipeline.pipelines WHERE name = 'days'), '2024-01-13',
   'and stores it in ISO style');
 RESET DateStyle;
+
+-- a lag on a timestamp without time zone counts in the creator's TimeZone
+SET TimeZone = 'America/Los_Angeles';
+CREATE TABLE s_local (id int, wm timestamp);
+INSERT INTO s_local VALUES (1, localtimestamp - interval '2 hours'), (2, localtimestamp);
+SELECT pipeline_create('local', 's_local', 'd', watermark => 'wm', transform => 'SELECT id FROM batch',
+  options => '{"lag": "1 hour"}');
+SET TimeZone = 'UTC';
+SELECT results_eq($$ SELECT rows_read FROM pipeline_run('local') $$, $$ VALUES (1::bigint) $$,
+  'run in UTC, a row stamped now in Los Angeles is still younger than the lag');
 RESET TimeZone;
 
 -- replace: a batch whose every row is quarantined replaces the target with nothing

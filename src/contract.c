@@ -18,6 +18,8 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -28,6 +30,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pipeline_contract);
@@ -339,8 +343,11 @@ pipeline_contract(PG_FUNCTION_ARGS)
 static char *
 json_scalar_text(const char *json)
 {
-	Datum		object = DirectFunctionCall1(jsonb_in,
-											 CStringGetDatum(psprintf("{\"v\": %s}", json)));
+	Datum		object;
+
+	if (strcmp(json, "null") == 0)
+		return NULL;			/* a JSON null is SQL's NULL */
+	object = DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("{\"v\": %s}", json)));
 
 	return TextDatumGetCString(DirectFunctionCall2(jsonb_object_field_text, object,
 												   CStringGetTextDatum("v")));
@@ -367,12 +374,59 @@ type_name_sql(Oid type)
 	return name;
 }
 
-/* A JSON scalar (as jsonb text) as an SQL literal of the column's type. */
-static char *
-typed_literal(const char *json_scalar, const OutputColumn *col)
+/*
+ * Is "value" valid input for the column's type? Checked once per rule
+ * value when the rules compile, in a subtransaction: the type may be any.
+ */
+static bool
+valid_input(const char *value, Oid type)
 {
-	return psprintf("CAST(%s AS %s)", quote_literal_cstr(json_scalar_text(json_scalar)),
-					type_name_sql(col->type));
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+	Oid			input;
+	Oid			ioparam;
+
+	getTypeInputInfo(type, &input, &ioparam);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		(void) OidInputFunctionCall(input, (char *) value, ioparam, -1);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	return ok;
+}
+
+/*
+ * A JSON scalar (as jsonb text) of rule r as an SQL literal of the column's
+ * type; NULL for a JSON null. A value the type does not take is a bad
+ * contract (22023), not an error of the first run.
+ */
+static char *
+typed_literal(const Rule *r, const char *json_scalar, const OutputColumn *col)
+{
+	char	   *text = json_scalar_text(json_scalar);
+
+	if (text == NULL)
+		return NULL;
+	if (!valid_input(text, col->type))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rule \"%s\" has value %s, which is not a valid %s",
+						r->name, json_scalar, format_type_be(col->type)),
+				 errhint("Give values of the column's type.")));
+	return psprintf("CAST(%s AS %s)", quote_literal_cstr(text), type_name_sql(col->type));
 }
 
 static const char *
@@ -385,6 +439,32 @@ const char *
 raw_alias(const char *column)
 {
 	return quote_identifier(psprintf("__pipeline_raw_%s", column));
+}
+
+/*
+ * The transform's value of a checked column as text, as conversion reads
+ * it: a JSON scalar by its text, and a JSON null as SQL's NULL.
+ */
+static char *
+raw_text(const OutputColumn *col)
+{
+	Oid			base = getBaseType(col->raw_type);
+	char	   *raw = psprintf("__pipeline_v.%s", raw_alias(col->name));
+
+	if (base == JSONBOID || base == JSONOID)
+		return psprintf("(%s OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])", raw);
+	return psprintf("(%s)::pg_catalog.text", raw);
+}
+
+/* Does the row have a value to convert? Not for SQL's NULL or a JSON null. */
+static char *
+raw_present(const OutputColumn *col)
+{
+	Oid			base = getBaseType(col->raw_type);
+
+	if (base == JSONBOID || base == JSONOID)
+		return psprintf("%s IS NOT NULL", raw_text(col));
+	return psprintf("__pipeline_v.%s IS NOT NULL", raw_alias(col->name));
 }
 
 static const OutputColumn *
@@ -495,34 +575,43 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 	if (strcmp(kind, "type") == 0)
 	{
 		char	   *typename;
+		char	   *value;
 		Oid			type;
 		int32		typmod;
 
 		check_argument(r, "string", "a type name, such as \"numeric\"");
 		typename = json_scalar_text(r->argument);
 		parseTypeString(typename, &type, &typmod, false);
-		return psprintf("(%s IS NOT NULL AND pg_catalog.pipeline_try_input((%s)::pg_catalog.text, NULL::%s, %d) IS NULL)",
-						col->checked ? psprintf("__pipeline_v.%s", raw_alias(col->name)) : v,
-						col->checked ? psprintf("__pipeline_v.%s", raw_alias(col->name)) : v,
-						format_type_be_qualified(type), typmod);
+		value = col->checked ? raw_text(col) : psprintf("(%s)::pg_catalog.text", v);
+		return psprintf("(%s IS NOT NULL AND pg_catalog.pipeline_try_input(%s, NULL::%s, %d) IS NULL)",
+						value, value, format_type_be_qualified(type), typmod);
 	}
 	if (strcmp(kind, "min") == 0 || strcmp(kind, "max") == 0)
 	{
 		check_argument(r, "number string", "a number or a string");
 		return psprintf("((%s OPERATOR(pg_catalog.%s) %s) IS TRUE)", v,
-						kind[1] == 'i' ? "<" : ">", typed_literal(r->argument, col));
+						kind[1] == 'i' ? "<" : ">", typed_literal(r, r->argument, col));
 	}
 	if (strcmp(kind, "in") == 0)
 	{
 		StringInfoData sql;
 		ListCell   *lc;
 
+		bool		first = true;
+
 		check_argument(r, "array", "an array of values");
 		initStringInfo(&sql);
 		appendStringInfo(&sql, "((%s OPERATOR(pg_catalog.=) ANY (ARRAY[", v);
+		/* a null in the list matches nothing, and NULL values pass anyway: leave it out */
 		foreach(lc, array_elements(r->argument))
-			appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
-							 typed_literal(lfirst(lc), col));
+		{
+			char	   *literal = typed_literal(r, lfirst(lc), col);
+
+			if (literal == NULL)
+				continue;
+			appendStringInfo(&sql, "%s%s", first ? "" : ", ", literal);
+			first = false;
+		}
 		appendStringInfo(&sql, "]::%s[])) IS FALSE)", type_name_sql(col->type));
 		return sql.data;
 	}
@@ -560,15 +649,35 @@ check_rule_sql(const Rule *r)
 	return psprintf("((\n%s\n) IS FALSE)", sql);
 }
 
-static bool
-has_rule(List *rules, const char *name)
+/*
+ * Add an implicit rule of the target. Implicit rules always quarantine: a
+ * row that breaks one cannot be stored. A contract rule of the same name
+ * does not replace it; it is checked as part of it, and quarantines too.
+ */
+static List *
+add_implicit_rule(List *rules, const char *name, const char *kind,
+				  const char *column, const char *violation)
 {
+	Rule	   *r;
 	ListCell   *lc;
 
 	foreach(lc, rules)
-		if (strcmp(((Rule *) lfirst(lc))->name, name) == 0)
-			return true;
-	return false;
+	{
+		Rule	   *same = lfirst(lc);
+
+		if (strcmp(same->name, name) != 0)
+			continue;
+		/* a copy: the stored contract keeps its own action */
+		r = palloc(sizeof(Rule));
+		*r = *same;
+		r->action = ACTION_QUARANTINE;
+		r->violation = psprintf("(%s OR %s)", violation, same->violation);
+		lfirst(lc) = r;
+		return rules;
+	}
+	r = make_rule(name, kind, column, NULL, ACTION_QUARANTINE);
+	r->violation = pstrdup(violation);
+	return lappend(rules, r);
 }
 
 /* The target's CHECK constraints whose columns the load writes. */
@@ -588,10 +697,7 @@ check_constraint_rules(const Pipeline *p, List *output, List *rules)
 		bool		isnull;
 		Datum		columns = SPI_getbinval(t, d, 3, &isnull);
 		bool		covered = !isnull;
-		Rule	   *r;
 
-		if (has_rule(rules, name))
-			continue;
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -605,11 +711,50 @@ check_constraint_rules(const Pipeline *p, List *output, List *rules)
 		}
 		if (!covered)
 			continue;			/* INSERT still enforces it: a break fails the run */
-		r = make_rule(name, "check", NULL, NULL, ACTION_QUARANTINE);
-		r->violation = psprintf("((%s) IS FALSE)", SPI_getvalue(t, d, 2));
-		rules = lappend(rules, r);
+		rules = add_implicit_rule(rules, name, "check", NULL,
+								  psprintf("((%s) IS FALSE)", SPI_getvalue(t, d, 2)));
 	}
 	return rules;
+}
+
+/*
+ * Does a unique index of the target on exactly the upsert key treat NULLs
+ * as equal (NULLS NOT DISTINCT)? Then a NULL key is a key like any other.
+ */
+static bool
+key_nulls_not_distinct(const Pipeline *p)
+{
+	Relation	rel = table_open(p->target, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	bool		result = false;
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+		bool		same = true;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		index = (Form_pg_index) GETSTRUCT(tuple);
+#if PG_VERSION_NUM >= 150000
+		same = index->indisunique && index->indnullsnotdistinct &&
+			index->indnkeyatts == list_length(p->key);
+#else
+		same = false;
+#endif
+		for (int i = 0; same && i < index->indnkeyatts; i++)
+		{
+			char	   *column = get_attname(p->target, index->indkey.values[i], true);
+
+			same = column != NULL && list_member(p->key, makeString(column));
+		}
+		result |= same;
+		ReleaseSysCache(tuple);
+	}
+	table_close(rel, AccessShareLock);
+	return result;
 }
 
 /*
@@ -622,6 +767,7 @@ contract_rules(const Pipeline *p, List *output)
 {
 	List	   *rules = NIL;
 	ListCell   *lc;
+	bool		null_keys = p->mode == LOAD_UPSERT && !key_nulls_not_distinct(p);
 
 	foreach(lc, p->rules)
 	{
@@ -634,24 +780,19 @@ contract_rules(const Pipeline *p, List *output)
 	foreach(lc, output)
 	{
 		OutputColumn *col = lfirst(lc);
-		char	   *name;
-		Rule	   *r;
 
-		name = psprintf("%s.type", col->name);
-		if (col->checked && !has_rule(rules, name))
-		{
-			r = make_rule(name, "type", col->name, NULL, ACTION_QUARANTINE);
-			r->violation = psprintf("(__pipeline_v.%s IS NOT NULL AND %s IS NULL)",
-									raw_alias(col->name), value_ref(col->name));
-			rules = lappend(rules, r);
-		}
-		name = psprintf("%s.not_null", col->name);
-		if (col->not_null && !has_rule(rules, name))
-		{
-			r = make_rule(name, "not_null", col->name, NULL, ACTION_QUARANTINE);
-			r->violation = psprintf("(%s IS NULL)", value_ref(col->name));
-			rules = lappend(rules, r);
-		}
+		if (col->checked)
+			rules = add_implicit_rule(rules, psprintf("%s.type", col->name), "type", col->name,
+									  psprintf("(%s AND %s IS NULL)",
+											   raw_present(col), value_ref(col->name)));
+
+		/*
+		 * An upsert key with a NULL would neither conflict nor collapse
+		 * with its duplicates as DISTINCT ON does: it breaks not_null.
+		 */
+		if (col->not_null || (null_keys && list_member(p->key, makeString(col->name))))
+			rules = add_implicit_rule(rules, psprintf("%s.not_null", col->name), "not_null",
+									  col->name, psprintf("(%s IS NULL)", value_ref(col->name)));
 	}
 	return check_constraint_rules(p, output, rules);
 }

@@ -483,20 +483,42 @@ pipeline_reset(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pipeline \"%s\" has no watermark to reset", p->name),
 				 errhint("A pipeline without a watermark reads its whole source every run.")));
+	/*
+	 * The value reads as a literal the caller typed would, by the caller's
+	 * DateStyle and TimeZone; it is stored in ISO style, as runs store it.
+	 */
 	if (watermark)
 	{
 		IdentityFrame frame;
 		Oid			argtype = TEXTOID;
 		Datum		arg = CStringGetTextDatum(watermark);
-		char	   *sql = psprintf("SELECT CAST($1 AS %s)::pg_catalog.text",
-								   format_type_be_qualified(watermark_type(p)));
+		Oid			type = watermark_type(p);
+		Oid			base = getBaseType(type);	/* a domain's: no 'infinity' for it */
+		bool		integer = base == INT2OID || base == INT4OID || base == INT8OID;
+		char	   *sql = psprintf("SELECT v, %s FROM CAST($1 AS %s) AS v",
+								   integer ? "false" :
+								   psprintf("v OPERATOR(pg_catalog.>=) CAST('infinity' AS %s)",
+											format_type_be_qualified(base)),
+								   format_type_be_qualified(type));
+		Oid			output;
+		bool		varlena;
+		bool		isnull;
+		Datum		value;
 
 		/* the cast may run the owner's code (a domain's CHECK): as the owner */
 		identity_enter(&frame, p->owner, p->search_path);
+		SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 1);
+		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		/* an infinite or NaN watermark would hide every later row */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("watermark \"%s\" of pipeline \"%s\" must be finite", watermark, p->name),
+					 errhint("Reset to a finite value, or to NULL to start from the beginning.")));
 		(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 1);
-		normalized = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		getTypeOutputInfo(type, &output, &varlena);
+		normalized = OidOutputFunctionCall(output, value);
 		identity_leave(&frame);
 	}
 	catalog_set_watermark(p->name, normalized, false);

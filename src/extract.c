@@ -172,6 +172,7 @@ check_lag(const Pipeline *p)
 {
 	const char *type;
 	char	   *sql;
+	volatile bool valid = false;
 	MemoryContext oldcontext = CurrentMemoryContext;
 
 	if (p->lag == NULL)
@@ -181,27 +182,34 @@ check_lag(const Pipeline *p)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"lag\" of pipeline \"%s\" needs a watermark", p->name)));
 
+	/* a negative lag would move the watermark past rows not yet read */
 	type = lag_type(watermark_type(p));
-	sql = psprintf("SELECT CAST(%s AS %s)", quote_literal_cstr(p->lag), type);
+	sql = psprintf("SELECT l OPERATOR(pg_catalog.>=) CAST('0' AS %s)%s FROM CAST(%s AS %s) AS l",
+				   type, strcmp(type, "pg_catalog.numeric") == 0 ?
+				   " AND l OPERATOR(pg_catalog.<) CAST('Infinity' AS pg_catalog.numeric)" : "",
+				   quote_literal_cstr(p->lag), type);
 	PG_TRY();
 	{
 		SPI_execute(sql, true, 1);
+		valid = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(oldcontext);
 		FlushErrorState();
+		valid = false;
+	}
+	PG_END_TRY();
+	if (!valid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid lag \"%s\" for pipeline \"%s\"", p->lag, p->name),
 				 errhint("For a watermark of type %s, lag is %s, for example \"%s\".",
 						 format_type_be(watermark_type(p)),
 						 watermark_kind(watermark_type(p)) == WATERMARK_TIME ?
-						 "an interval" : "a number",
+						 "an interval of zero or more" : "a finite number, zero or more",
 						 watermark_kind(watermark_type(p)) == WATERMARK_TIME ?
 						 "5 minutes" : "100")));
-	}
-	PG_END_TRY();
 }
 
 /* Collect the tables under a source whose writers a run must wait for. */
@@ -286,6 +294,41 @@ wait_for_writers(Oid source)
 }
 
 /*
+ * Has this transaction written to the source (holds a lock that a run's
+ * wait for writers waits for)? Then it must not wait for another session's
+ * run of the pipeline: that run waits for this transaction to end.
+ */
+bool
+source_written_here(const Pipeline *p)
+{
+	BaseRelations acc = {NIL, 0};
+	ListCell   *lc;
+
+	if (p->mode == LOAD_CDC || p->watermark == NULL || get_rel_name(p->source) == NULL)
+		return false;
+	collect_base_relations(p->source, &acc);
+	foreach(lc, acc.relids)
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		/* the modes that conflict with the ShareLock wait_for_writers waits with */
+		for (LOCKMODE mode = RowExclusiveLock; mode <= AccessExclusiveLock; mode++)
+		{
+			if (mode == ShareLock)
+				continue;
+#if PG_VERSION_NUM >= 170000
+			if (LockHeldByMe(&tag, mode, false))
+#else
+			if (LockHeldByMe(&tag, mode))
+#endif
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Prepared watermark queries, by their text, for the life of the backend:
  * an idle run (cron ticks, worker polls) is two of them and a catalog read,
  * so it must not parse and plan each time. The plan cache revalidates them
@@ -347,10 +390,58 @@ watermark_query(const char *sql, const char *arg1, const char *arg2)
 }
 
 /*
- * The highest watermark a run may take now: max(column), held back by the
- * lag ($1) if one is set, as text in ISO style, which reads back the same
- * whatever the session's DateStyle; and whether it is above the last one
- * ($2), in the same query. Returns NULL when nothing is new.
+ * The cast that holds a watermark back by the lag, compared in the column's
+ * own type. A fractional lag on an integer watermark rounds down, so the
+ * batch never reaches closer to the reference than the lag.
+ */
+static char *
+lag_bound(const Pipeline *p, const char *column, const char *source,
+		  const char *type)
+{
+	Oid			wmtype = watermark_type(p);
+
+	/* time: rows at least "lag" older than the clock */
+	if (watermark_kind(wmtype) == WATERMARK_TIME)
+		return psprintf("CAST(pg_catalog.now() OPERATOR(pg_catalog.-) CAST($1 AS %s) AS %s)",
+						lag_type(wmtype), type);
+	/* numbers: rows at least "lag" below the source's newest */
+	return psprintf("CAST(%s(CAST((SELECT pg_catalog.max(%s) FROM %s) AS pg_catalog.numeric) "
+					"OPERATOR(pg_catalog.-) CAST($1 AS pg_catalog.numeric)) AS %s)",
+					wmtype == NUMERICOID ? "" : "pg_catalog.floor",
+					column, source, type);
+}
+
+/*
+ * Rows whose watermark is NULL, or above every finite value (infinity, a
+ * numeric NaN), have no place in the order of batches: a NULL one would
+ * never be read, an infinite one would become the watermark and hide every
+ * later row. Refuse to run while the source has one.
+ */
+static void
+refuse_unordered_rows(const Pipeline *p, bool nulls, bool infinite)
+{
+	if (nulls)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source of pipeline \"%s\" has rows whose watermark \"%s\" is null",
+						p->name, p->watermark),
+				 errhint("Give them a watermark above the pipeline's (%s), or filter them out in a view over the source.",
+						 p->last_watermark ? p->last_watermark : "none yet")));
+	if (infinite)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("source of pipeline \"%s\" has rows whose watermark \"%s\" is infinite or NaN",
+						p->name, p->watermark),
+				 errhint("Give them a finite watermark above the pipeline's (%s), or filter them out in a view over the source.",
+						 p->last_watermark ? p->last_watermark : "none yet")));
+}
+
+/*
+ * The highest watermark a run may take now: the newest row's, or with a lag
+ * the newest row's at least "lag" behind (see lag_bound), as text in ISO
+ * style, which reads back the same whatever the session's DateStyle; and
+ * whether it is above the last one ($2), in the same query. Returns NULL
+ * when nothing is new: an empty source, or no row old enough yet.
  */
 static char *
 high_watermark(const Pipeline *p, const char *column, const char *source,
@@ -358,33 +449,40 @@ high_watermark(const Pipeline *p, const char *column, const char *source,
 {
 	StringInfoData sql;
 	Oid			wmtype = watermark_type(p);
+	bool		has_infinity = wmtype != INT2OID && wmtype != INT4OID &&
+		wmtype != INT8OID;
 	bool		isnull;
+	HeapTuple	row;
+	TupleDesc	desc;
 	char	   *high;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT h::pg_catalog.text, h OPERATOR(pg_catalog.>) "
-						   "CAST($2 AS ");
-	appendStringInfo(&sql, "%s) FROM (SELECT ", type);
-	if (p->lag == NULL)
-		appendStringInfo(&sql, "pg_catalog.max(%s)", column);
-	else if (watermark_kind(wmtype) == WATERMARK_TIME)
-		appendStringInfo(&sql, "LEAST(pg_catalog.max(%s), CAST(pg_catalog.now() "
-						 "OPERATOR(pg_catalog.-) CAST($1 AS %s) AS %s))",
-						 column, lag_type(wmtype), type);
+	appendStringInfo(&sql, "SELECT h::pg_catalog.text, h OPERATOR(pg_catalog.>) CAST($2 AS %s), "
+					 "EXISTS (SELECT FROM %s WHERE %s IS NULL), ", type, source, column);
+	/* numeric NaN sorts above Infinity */
+	if (has_infinity)
+		appendStringInfo(&sql, "EXISTS (SELECT FROM %s WHERE %s OPERATOR(pg_catalog.>=) "
+						 "CAST('infinity' AS %s))", source, column, type);
 	else
-		appendStringInfo(&sql, "CAST(pg_catalog.max(%s) OPERATOR(pg_catalog.-) "
-						 "CAST($1 AS %s) AS %s)", column, lag_type(wmtype), type);
-	appendStringInfo(&sql, " AS h FROM %s) AS m", source);
+		appendStringInfoString(&sql, "false");
+	appendStringInfo(&sql, " FROM (SELECT pg_catalog.max(%s) AS h FROM %s", column, source);
+	if (p->lag != NULL)
+		appendStringInfo(&sql, " WHERE %s OPERATOR(pg_catalog.<=) %s", column,
+						 lag_bound(p, column, source, type));
+	appendStringInfoString(&sql, ") AS m");
 
 	if (!watermark_query(sql.data, p->lag, p->last_watermark))
 		return NULL;
-	high = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	refuse_unordered_rows(p, DatumGetBool(SPI_getbinval(row, desc, 3, &isnull)),
+						  DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)));
+	high = SPI_getvalue(row, desc, 1);
 	if (high == NULL)
-		return NULL;			/* an empty source */
+		return NULL;			/* an empty source, or nothing old enough */
 	/* above the last watermark, or nothing processed yet */
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (!isnull && !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 2, &isnull)))
+	(void) SPI_getbinval(row, desc, 2, &isnull);
+	if (!isnull && !DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)))
 		return NULL;
 	return high;
 }
@@ -392,7 +490,9 @@ high_watermark(const Pipeline *p, const char *column, const char *source,
 /*
  * The batch_size-th watermark above "from": capping "to" there keeps the
  * batch a range predicate. Rows that tie on the cap all go in this batch,
- * so a batch may exceed batch_size by the number of ties.
+ * so a batch may exceed batch_size by the number of ties. The ORDER BY
+ * names the column qualified: unqualified, it would bind to the text
+ * output column and order the watermarks as strings.
  */
 static char *
 capped_watermark(const Pipeline *p, const BatchRange *range,
@@ -401,13 +501,13 @@ capped_watermark(const Pipeline *p, const BatchRange *range,
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s::pg_catalog.text FROM %s WHERE %s "
+	appendStringInfo(&sql, "SELECT s.%s::pg_catalog.text FROM %s AS s WHERE s.%s "
 					 "OPERATOR(pg_catalog.<=) CAST($2 AS %s)",
 					 column, source, column, type);
 	if (range->from)
-		appendStringInfo(&sql, " AND %s OPERATOR(pg_catalog.>) CAST($1 AS %s)",
+		appendStringInfo(&sql, " AND s.%s OPERATOR(pg_catalog.>) CAST($1 AS %s)",
 						 column, type);
-	appendStringInfo(&sql, " ORDER BY %s OFFSET " INT64_FORMAT " LIMIT 1",
+	appendStringInfo(&sql, " ORDER BY s.%s OFFSET " INT64_FORMAT " LIMIT 1",
 					 column, p->batch_size - 1);
 	if (!watermark_query(sql.data, range->from, range->to))
 		return NULL;
@@ -432,6 +532,9 @@ extract_range(const Pipeline *p, bool wait)
 	type = format_type_be_qualified(watermark_type(p));
 
 	identity_enter(&frame, p->owner, p->search_path);
+	/* now() minus the lag as a timestamp without time zone is in TimeZone */
+	if (p->lag && watermark_type(p) == TIMESTAMPOID)
+		pin_creator_settings(p);
 	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 

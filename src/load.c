@@ -113,6 +113,18 @@ output_has_column(List *output, const char *name)
 	return false;
 }
 
+/*
+ * Is the column's value converted on its way into the target? Then the
+ * quarantine keeps the value as the transform made it, which a replay
+ * converts again (an enum, domain or array column's converted value would
+ * not read back as the transform's type).
+ */
+static bool
+carries_raw(const OutputColumn *col)
+{
+	return col->checked || strcmp(col->expr, col->raw) != 0;
+}
+
 /* jsonb_build_object takes at most 100 arguments: 50 columns a call. */
 static char *
 row_as_jsonb(List *output, const char *prefix)
@@ -133,7 +145,7 @@ row_as_jsonb(List *output, const char *prefix)
 			appendStringInfoString(&sql, ", ");
 		/* the value as the transform made it, before conversion */
 		appendStringInfo(&sql, "%s, %s%s", quote_literal_cstr(col->name), prefix,
-						 col->checked ? raw_alias(col->name) : quote_identifier(col->name));
+						 carries_raw(col) ? raw_alias(col->name) : quote_identifier(col->name));
 	}
 	appendStringInfoChar(&sql, ')');
 	return sql.data;
@@ -219,7 +231,7 @@ rows_query(const char *transform, List *output, List *rules,
 
 		appendStringInfo(&v, "%s%s AS %s", foreach_current_index(lc) > 0 ? ", " : "",
 						 col->expr, quote_identifier(col->name));
-		if (col->checked && rules != NIL)
+		if (carries_raw(col) && rules != NIL)
 			appendStringInfo(&v, ", %s AS %s", col->raw, raw_alias(col->name));
 	}
 	if (order)
@@ -310,7 +322,12 @@ List *
 load_statements(const Pipeline *p, const BatchRange *range, const char *replay)
 {
 	char	   *batch_sql = batch_query(p, range);
-	char	   *with_batch = psprintf("WITH batch AS (%s)", batch_sql);
+	/*
+	 * OFFSET 0 keeps the transform's WHERE out of the batch's scan, so the
+	 * scan counts every row of the batch (rows_read), not the ones the
+	 * transform keeps; the range still reaches the index.
+	 */
+	char	   *with_batch = psprintf("WITH batch AS (%s OFFSET 0)", batch_sql);
 	char	   *target = qualified_relation_name(p->target);
 	char	   *transform = p->transform ? transform_sql(p) : "SELECT * FROM batch";
 	bool		has_watermark;
@@ -533,11 +550,46 @@ count_view_batch(const Pipeline *p, const BatchRange *range)
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * Text into date and time columns reads by TimeZone and DateStyle: pin the
+ * creator's (pipeline.pipelines keeps them from 0.4 on), as the search_path
+ * is, until the caller's identity_leave.
+ */
+void
+pin_creator_settings(const Pipeline *p)
+{
+	IdentityFrame frame;
+	Oid			type = TEXTOID;
+	Datum		name = CStringGetTextDatum(p->name);
+	char	   *timezone = NULL;
+	char	   *datestyle = NULL;
+
+	if (get_attnum(catalog_relid(), "datestyle") == InvalidAttrNumber)
+		return;					/* a catalog older than 0.4 */
+	identity_enter_catalog(&frame);
+	if (SPI_execute_with_args("SELECT timezone, datestyle FROM pipeline.pipelines WHERE name = $1",
+							  1, &type, &name, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the settings of pipeline \"%s\"", p->name);
+	if (SPI_processed == 1)
+	{
+		timezone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		datestyle = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+	identity_leave(&frame);
+	if (timezone)
+		identity_pin("TimeZone", timezone);
+	if (datestyle)
+		identity_pin("DateStyle", datestyle);
+}
+
 /* Load one batch; call as the owner, inside the run's subtransaction. */
 LoadCounts
 load_batch(const Pipeline *p, const BatchRange *range)
 {
-	LoadCounts	counts = execute_statements(load_statements(p, range, NULL), p->name);
+	LoadCounts	counts;
+
+	pin_creator_settings(p);
+	counts = execute_statements(load_statements(p, range, NULL), p->name);
 
 	if (get_rel_relkind(p->source) == RELKIND_VIEW)
 		counts.rows_read = count_view_batch(p, range);
@@ -553,5 +605,6 @@ load_replay(const Pipeline *p, const char *replay)
 {
 	BatchRange	range = {NULL, NULL, false};
 
+	pin_creator_settings(p);
 	return execute_statements(load_statements(p, &range, replay), p->name);
 }

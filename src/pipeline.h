@@ -167,6 +167,7 @@ extern void check_watermark_column(Oid source, const char *column,
 								   const char *source_name);
 extern void check_lag(const Pipeline *p);
 extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
+extern bool source_written_here(const Pipeline *p);
 extern char *batch_query(const Pipeline *p, const BatchRange *range);
 extern char *watermark_lag(const Pipeline *p);
 
@@ -205,6 +206,7 @@ extern void append_column_list(StringInfo sql, List *output);
 extern void analyze_statements(List *statements, const char *pipeline);
 extern LoadCounts load_batch(const Pipeline *p, const BatchRange *range);
 extern LoadCounts load_replay(const Pipeline *p, const char *replay);
+extern void pin_creator_settings(const Pipeline *p);
 extern List *default_key(Oid target);
 extern bool output_has_column(List *output, const char *name);
 

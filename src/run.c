@@ -437,9 +437,21 @@ pipeline_run(PG_FUNCTION_ARGS)
 	check_isolation(name);
 
 	SPI_connect();
-	busy = !waits_for_lock(run.trigger) && !catalog_try_lock_pipeline(name);
-	if (!busy && waits_for_lock(run.trigger))
+	busy = !catalog_try_lock_pipeline(name);
+
+	/*
+	 * A caller waits for the run in progress, except when its own
+	 * transaction has written to the source: that run waits for this
+	 * transaction's writes to commit (see extract.c), and waiting for it
+	 * would deadlock. It is skipped instead; the run in progress, or the
+	 * next one, reads its rows once it commits.
+	 */
+	if (busy && waits_for_lock(run.trigger) &&
+		!source_written_here(catalog_read_pipeline(name, false)))
+	{
 		catalog_lock_pipeline(name);
+		busy = false;
+	}
 	p = catalog_read_pipeline(name, false);
 	check_pipeline_owner(p);
 

@@ -21,6 +21,7 @@
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "parser/parse_coerce.h"
+#include "parser/parse_func.h"
 #include "parser/parser.h"
 #include "parser/scansup.h"
 #include "utils/builtins.h"
@@ -28,6 +29,10 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
+#include "executor/executor.h"
+#include "optimizer/optimizer.h"
+#include "utils/datum.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
@@ -226,8 +231,124 @@ text_conversion(OutputColumn *out, const char *text)
 }
 
 /*
+ * The assignment cast from "from" to the target column's type and typmod,
+ * as an expression over the Param $1, or NULL when none exists.
+ */
+static Node *
+assignment_cast(Oid from, Oid to, int32 typmod)
+{
+	Param	   *param = makeNode(Param);
+	Node	   *cast;
+
+	param->paramkind = PARAM_EXTERN;
+	param->paramid = 1;
+	param->paramtype = from;
+	param->paramtypmod = -1;
+	param->paramcollid = get_typcollation(from);
+	param->location = -1;
+	cast = coerce_to_target_type(NULL, (Node *) param, from, to, typmod,
+								 COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
+	return cast ? (Node *) expression_planner((Expr *) cast) : NULL;
+}
+
+/*
+ * Does the cast call only built-in functions of built-in types, which
+ * compute and allocate memory but take no locks, buffers or other
+ * resources? Then, as for input functions (input_errors_catchable), a data
+ * error of theirs may be caught without a subtransaction. A domain's
+ * constraints, and any function a user wrote, may do anything: not those.
+ */
+static bool
+cast_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Param:
+		case T_Const:
+		case T_CaseTestExpr:
+		case T_RelabelType:
+		case T_ArrayCoerceExpr:
+			break;
+		case T_FuncExpr:
+			if (((FuncExpr *) node)->funcid >= FirstGenbkiObjectId)
+				return true;
+			break;
+		case T_CoerceViaIO:
+			if (!input_errors_catchable(((CoerceViaIO *) node)->resulttype) ||
+				!input_errors_catchable(exprType((Node *) ((CoerceViaIO *) node)->arg)))
+				return true;
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, cast_walker, context);
+}
+
+static bool
+cast_errors_catchable(Oid from, Oid to, int32 typmod)
+{
+	Node	   *cast = assignment_cast(from, to, typmod);
+
+	return cast != NULL && !cast_walker(cast, NULL);
+}
+
+/* Is pipeline_try_cast there (a catalog of 0.4 or later)? */
+static bool
+try_cast_installed(void)
+{
+	Oid			args[3] = {ANYOID, ANYELEMENTOID, INT4OID};
+
+	return OidIsValid(LookupFuncName(list_make2(makeString("pg_catalog"),
+												makeString("pipeline_try_cast")),
+									 3, args, true));
+}
+
+/*
+ * Casts that never fail need no check per row: binary coercions without a
+ * typmod, integers into wider integers, numeric or float8, anything into
+ * unlimited text.
+ */
+static bool
+cast_cannot_fail(Oid from, Oid to, int32 typmod)
+{
+	Node	   *cast;
+
+	if (typmod >= 0)
+		return false;
+	if (to == TEXTOID)
+		return true;
+	switch (from)
+	{
+		case INT2OID:
+			if (to == INT4OID || to == INT8OID || to == NUMERICOID || to == FLOAT8OID)
+				return true;
+			break;
+		case INT4OID:
+			if (to == INT8OID || to == NUMERICOID || to == FLOAT8OID)
+				return true;
+			break;
+		case INT8OID:
+			if (to == NUMERICOID)
+				return true;
+			break;
+		case FLOAT4OID:
+			if (to == FLOAT8OID)
+				return true;
+			break;
+	}
+	cast = assignment_cast(from, to, typmod);
+	return cast != NULL && (IsA(cast, Param) ||
+							(IsA(cast, RelabelType) && IsA(((RelabelType *) cast)->arg, Param)));
+}
+
+/*
  * The SQL that turns one output value into the target column's type, or
- * NULL when no conversion exists.
+ * NULL when no conversion exists. An assignment cast that may fail (to a
+ * narrower type or typmod) goes through pipeline_try_cast where its errors
+ * can be caught: the row then breaks "<column>.type", and the rules see the
+ * value as it will be stored. Other assignment casts are left to INSERT.
  */
 static char *
 conversion(OutputColumn *out, Oid from)
@@ -237,14 +358,21 @@ conversion(OutputColumn *out, Oid from)
 	Oid			to_base = getBaseType(to);
 	bool		from_json = (from_base == JSONBOID || from_base == JSONOID);
 
-	if (from == to)
+	if (from == to && out->typmod < 0)
 		return pstrdup(out->raw);
 	/* a JSON scalar loads by its text ("a", not "\"a\""), unless into JSON */
 	if (from_json && to_base != JSONBOID && to_base != JSONOID)
 		return text_conversion(out, psprintf("(%s OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])",
 											 out->raw));
-	if (can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
-		return pstrdup(out->raw);	/* INSERT applies the assignment cast */
+	if (from == to || can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
+	{
+		if (cast_cannot_fail(from, to, out->typmod) ||
+			!cast_errors_catchable(from, to, out->typmod) || !try_cast_installed())
+			return pstrdup(out->raw);	/* INSERT applies the assignment cast */
+		out->checked = true;
+		return psprintf("pg_catalog.pipeline_try_cast(%s, NULL::%s, %d)",
+						out->raw, format_type_be_qualified(to), out->typmod);
+	}
 	if (TypeCategory(from_base) == TYPCATEGORY_STRING || from == UNKNOWNOID)
 		return text_conversion(out, psprintf("(%s)::pg_catalog.text", out->raw));
 	return NULL;
@@ -438,4 +566,113 @@ pipeline_try_input(PG_FUNCTION_ARGS)
 	if (!try_input_call(cache, text_to_cstring(PG_GETARG_TEXT_PP(0)), typmod, &result))
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * pipeline_try_cast(value "any", type_of anyelement, typmod int)
+ *
+ * The assignment cast of value to type_of's type and typmod, as INSERT
+ * would apply it (numeric 0.8 into int is 1, too long text into varchar(n)
+ * an error), or NULL where the cast fails with a data exception. Only casts
+ * that cast_errors_catchable allows are caught; others raise their error.
+ */
+typedef struct TryCastCache
+{
+	Oid			from;
+	Oid			to;
+	int32		typmod;
+	bool		catchable;
+	ExprState  *cast;
+	ExprContext *econtext;
+	ParamListInfo params;
+	int16		typlen;
+	bool		typbyval;
+} TryCastCache;
+
+PG_FUNCTION_INFO_V1(pipeline_try_cast);
+
+static TryCastCache *
+try_cast_cache(FunctionCallInfo fcinfo, Oid from, Oid to, int32 typmod)
+{
+	TryCastCache *cache = (TryCastCache *) fcinfo->flinfo->fn_extra;
+	MemoryContext old;
+	Node	   *cast;
+
+	if (cache && cache->from == from && cache->to == to && cache->typmod == typmod)
+		return cache;
+	if (!OidIsValid(from) || !OidIsValid(to))
+		elog(ERROR, "could not determine the types of pipeline_try_cast's arguments");
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	cast = assignment_cast(from, to, typmod);
+	if (cast == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CANNOT_COERCE),
+				 errmsg("no assignment cast from %s to %s",
+						format_type_be(from), format_type_be(to))));
+	cache = palloc0(sizeof(TryCastCache));
+	cache->from = from;
+	cache->to = to;
+	cache->typmod = typmod;
+	cache->catchable = !cast_walker(cast, NULL);
+	cache->params = makeParamList(1);
+	cache->params->numParams = 1;
+	cache->params->params[0].ptype = from;
+	cache->params->params[0].pflags = PARAM_FLAG_CONST;
+	cache->cast = ExecInitExprWithParams((Expr *) cast, cache->params);
+	cache->econtext = CreateStandaloneExprContext();
+	cache->econtext->ecxt_param_list_info = cache->params;
+	get_typlenbyval(to, &cache->typlen, &cache->typbyval);
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = cache;
+	return cache;
+}
+
+Datum
+pipeline_try_cast(PG_FUNCTION_ARGS)
+{
+	TryCastCache *cache;
+	MemoryContext callcontext = CurrentMemoryContext;
+	volatile bool ok = true;
+	bool		isnull = false;
+	Datum		result = (Datum) 0;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	cache = try_cast_cache(fcinfo, get_fn_expr_argtype(fcinfo->flinfo, 0),
+						   get_fn_expr_argtype(fcinfo->flinfo, 1),
+						   PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2));
+	cache->params->params[0].value = PG_GETARG_DATUM(0);
+	cache->params->params[0].isnull = false;
+	ResetExprContext(cache->econtext);
+
+	if (!cache->catchable)
+		result = ExecEvalExprSwitchContext(cache->cast, cache->econtext, &isnull);
+	else
+	{
+		PG_TRY();
+		{
+			result = ExecEvalExprSwitchContext(cache->cast, cache->econtext, &isnull);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(callcontext);
+			edata = CopyErrorData();
+			if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			{
+				FreeErrorData(edata);
+				PG_RE_THROW();
+			}
+			FlushErrorState();
+			FreeErrorData(edata);
+			ok = false;
+		}
+		PG_END_TRY();
+	}
+	MemoryContextSwitchTo(callcontext);
+	if (!ok || isnull)
+		PG_RETURN_NULL();
+	/* the expression context is reset at the next row: copy the value out */
+	PG_RETURN_DATUM(datumCopy(result, cache->typbyval, cache->typlen));
 }

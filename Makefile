@@ -7,6 +7,7 @@ OBJS = \
 	src/catalog.o \
 	src/define.o \
 	src/contract.o \
+	src/target_checks.o \
 	src/quarantine.o \
 	src/depends.o \
 	src/schedule.o \

@@ -58,6 +58,23 @@ BEGIN
 END
 $$;
 
+/*
+ * The implicit rule of a target's CHECK constraint evaluates the stored
+ * constraint (src/target_checks.c) rather than its deparsed text, which
+ * the load would have parsed again under the owner's search_path.
+ */
+CREATE FUNCTION pipeline_breaks_check(constraint_oid oid, VARIADIC "any")
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pipeline_breaks_check'
+LANGUAGE C VOLATILE;
+
+/*
+ * A rule row edited from psql with a NULL argument crashed the run that
+ * compiled it: every rule has an argument (JSON null where it has none).
+ */
+UPDATE pipeline.contract_rules SET argument = 'null' WHERE argument IS NULL;
+ALTER TABLE pipeline.contract_rules ALTER COLUMN argument SET NOT NULL;
+
 -- ---------------------------------------------------------------------
 -- CDC: exactly-once confirms, wedges
 -- ---------------------------------------------------------------------

@@ -250,7 +250,8 @@ contract_read(const Pipeline *p)
 {
 	List	   *rules = NIL;
 
-	query_with_arg("SELECT rule, kind, column_name::text, argument::text, action "
+	/* a catalog older than 0.4 allows a NULL argument, which is JSON null */
+	query_with_arg("SELECT rule, kind, column_name::text, coalesce(argument::text, 'null'), action "
 				   "FROM pipeline.contract_rules WHERE pipeline = $1 AND owner = "
 				   "(SELECT owner FROM pipeline.pipelines WHERE name = $1) ORDER BY rule",
 				   TEXTOID, CStringGetTextDatum(p->name));
@@ -684,9 +685,11 @@ add_implicit_rule(List *rules, const char *name, const char *kind,
 static List *
 check_constraint_rules(const Pipeline *p, List *output, List *rules)
 {
-	query_with_arg("SELECT c.conname::text, pg_catalog.pg_get_expr(c.conbin, c.conrelid), "
-				   "(SELECT pg_catalog.array_agg(a.attname::text) FROM pg_catalog.pg_attribute a "
-				   " WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)) "
+	/* the columns in conkey's order: pipeline_breaks_check takes them so */
+	query_with_arg("SELECT c.conname::text, c.oid, "
+				   "(SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.n) "
+				   " FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, n) "
+				   " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) "
 				   "FROM pg_catalog.pg_constraint c WHERE c.conrelid = $1 AND c.contype = 'c' "
 				   "ORDER BY 1", OIDOID, ObjectIdGetDatum(p->target));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -695,9 +698,13 @@ check_constraint_rules(const Pipeline *p, List *output, List *rules)
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		char	   *name = SPI_getvalue(t, d, 1);
 		bool		isnull;
+		Oid			constraint = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
 		Datum		columns = SPI_getbinval(t, d, 3, &isnull);
 		bool		covered = !isnull;
+		StringInfoData call;
 
+		initStringInfo(&call);
+		appendStringInfo(&call, "pg_catalog.pipeline_breaks_check(%u::pg_catalog.oid", constraint);
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -707,12 +714,17 @@ check_constraint_rules(const Pipeline *p, List *output, List *rules)
 			deconstruct_array(DatumGetArrayTypeP(columns), TEXTOID, -1, false,
 							  TYPALIGN_INT, &elems, &enulls, &n);
 			for (int j = 0; j < n; j++)
-				covered &= output_has_column(output, TextDatumGetCString(elems[j]));
+			{
+				char	   *column = TextDatumGetCString(elems[j]);
+
+				covered &= output_has_column(output, column);
+				appendStringInfo(&call, ", %s", quote_identifier(column));
+			}
 		}
 		if (!covered)
 			continue;			/* INSERT still enforces it: a break fails the run */
-		rules = add_implicit_rule(rules, name, "check", NULL,
-								  psprintf("((%s) IS FALSE)", SPI_getvalue(t, d, 2)));
+		appendStringInfoChar(&call, ')');
+		rules = add_implicit_rule(rules, name, "check", NULL, call.data);
 	}
 	return rules;
 }

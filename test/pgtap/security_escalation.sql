@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(13);
+SELECT plan(17);
 
 CREATE ROLE tap_mallory;
 CREATE ROLE tap_victim;
@@ -127,6 +127,46 @@ SELECT results_eq($$ SELECT pipeline, status, sqlstate FROM pipeline_run_all()
                   $$ VALUES ('a_cancel'::text, 'failed'::text, '57014'::text),
                             ('z_victim', 'succeeded', NULL) $$,
                   'a raised 57014 fails only its own run of pipeline_run_all');
+
+-- A target's CHECK constraint is a rule of the contract. Its deparsed text
+-- used to be parsed again in the load under the owner's search_path, where
+-- mallory's public.array_length(text[], int) beat pg_catalog's anyarray one.
+SET ROLE tap_victim;
+SET search_path = v, public;
+CREATE TABLE v.tsrc (id bigserial PRIMARY KEY, tags text[]);
+CREATE TABLE v.tdst (id bigint, tags text[] CHECK (array_length(tags, 1) < 3));
+INSERT INTO v.tsrc (tags) VALUES ('{secret-a,secret-b}'), ('{x,y,z}'), (NULL);
+SELECT pipeline_create('vtags', 'v.tsrc', 'v.tdst', watermark => 'id');
+RESET ROLE;
+-- after victim's table and pipeline: mallory's closer match appears
+GRANT CREATE ON SCHEMA public TO tap_mallory;
+SET ROLE tap_mallory;
+CREATE TABLE m.loot (who text, data text);
+GRANT INSERT ON m.loot TO PUBLIC;
+GRANT USAGE ON SCHEMA m TO PUBLIC;
+CREATE FUNCTION public.array_length(text[], int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO m.loot VALUES (current_user, pg_catalog.array_to_string($1, ','));
+  RETURN pg_catalog.array_length($1, $2);
+END $$;
+RESET ROLE;
+SET ROLE tap_victim;
+SET search_path = v, public;
+SELECT results_eq($$ SELECT rows_loaded, rows_quarantined FROM pipeline_run('vtags') $$,
+                  $$ VALUES (2::bigint, 1::bigint) $$,
+                  'the CHECK constraint still quarantines the row that breaks it, and passes NULL');
+SELECT results_eq($$ SELECT violations FROM pipeline.quarantine WHERE pipeline = 'vtags' $$,
+                  $$ VALUES ('{tdst_tags_check}'::text[]) $$, 'under the constraint''s name');
+RESET ROLE;
+SET search_path = public;
+SELECT is((SELECT count(*) FROM m.loot), 0::bigint, 'mallory''s array_length never ran in victim''s load');
+
+-- A rule row edited with a NULL argument crashed the server at the next run.
+SET ROLE tap_mallory;
+SELECT throws_ok($$ INSERT INTO pipeline.contract_rules (pipeline, owner, rule, kind, column_name, argument)
+                    VALUES ('p_leak', 'tap_mallory', 'id.not_null', 'not_null', 'id', NULL) $$,
+                 '23502', NULL, 'a rule needs an argument (JSON null at least)');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

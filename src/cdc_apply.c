@@ -106,6 +106,7 @@ typedef struct CdcTable
 	int64		nrows;
 	char	   *sql[STMT_COUNT];	/* built once per relation message */
 	char	   *key_change_sql;
+	SPIPlanPtr	key_change_plan;	/* prepared at its first use in a run */
 	bool		loaded;			/* rows were written to the target */
 } CdcTable;
 
@@ -399,19 +400,16 @@ delete_sql(CdcTable *t)
 }
 
 /*
- * Run one statement over a tuplestore registered as "name". SPI keeps its
- * list of registered relations in the memory current at the first
- * registration: that must be the run's, not a message's.
+ * Register a tuplestore as the relation "name" for the next statement.
+ * SPI keeps its list of registered relations in the memory current at the
+ * first registration: that must be the run's, not a message's.
  */
-static uint64
-execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
-			 Tuplestorestate *rows, int64 nrows)
+static void
+register_rows(CdcApply *a, const char *name, TupleDesc desc, Tuplestorestate *rows,
+			  int64 nrows)
 {
-	const char *pipeline = a->p->name;
 	MemoryContext old = MemoryContextSwitchTo(a->context);
 	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
-	ErrorContextCallback cb;
-	int			rc;
 
 	enr->md.name = (char *) name;
 	enr->md.reliddesc = InvalidOid;
@@ -420,18 +418,56 @@ execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
 	enr->md.enrtuples = nrows;
 	enr->reldata = rows;
 	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
-		elog(ERROR, "could not register the changes of pipeline \"%s\"", pipeline);
+		elog(ERROR, "could not register the changes of pipeline \"%s\"", a->p->name);
 	MemoryContextSwitchTo(old);
+}
+
+static void
+unregister_rows(CdcApply *a, const char *name)
+{
+	MemoryContext old = MemoryContextSwitchTo(a->context);
+
+	SPI_unregister_relation(name);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Run one statement over a tuplestore registered as "name". With "plan",
+ * the statement is prepared once, at its first execution, and the plan
+ * kept there for the rest of the run (statements run once per change).
+ */
+static uint64
+execute_over_plan(CdcApply *a, SPIPlanPtr *plan, const char *sql, const char *name,
+				  TupleDesc desc, Tuplestorestate *rows, int64 nrows)
+{
+	const char *pipeline = a->p->name;
+	ErrorContextCallback cb;
+	int			rc;
+
+	register_rows(a, name, desc, rows, nrows);
 	sql_error_context_push(&cb, sql, pipeline);
-	rc = SPI_execute(sql, false, 0);
+	if (plan == NULL)
+		rc = SPI_execute(sql, false, 0);
+	else
+	{
+		if (*plan == NULL && (*plan = SPI_prepare(sql, 0, NULL)) == NULL)
+			elog(ERROR, "could not prepare an apply statement of pipeline \"%s\": %s", pipeline,
+				 SPI_result_code_string(SPI_result));
+		rc = SPI_execute_plan(*plan, NULL, NULL, false, 0);
+	}
 	error_context_stack = cb.previous;
 	if (rc < 0)
 		elog(ERROR, "apply statement of pipeline \"%s\" failed: %s", pipeline,
 			 SPI_result_code_string(rc));
-	old = MemoryContextSwitchTo(a->context);
-	SPI_unregister_relation(name);
-	MemoryContextSwitchTo(old);
+	unregister_rows(a, name);
 	return SPI_processed;
+}
+
+static uint64
+execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
+			 Tuplestorestate *rows, int64 nrows)
+{
+	return execute_over_plan(a, NULL, sql, name, desc, rows, nrows);
 }
 
 static void
@@ -890,7 +926,8 @@ apply_key_change(CdcApply *a, CdcTable *t, Datum *values, bool *nulls)
 		MemoryContextSwitchTo(old);
 	}
 	tuplestore_putvalues(rows, t->desc, values, nulls);
-	if (execute_over(a, t->key_change_sql, CHANGES_ENR, t->desc, rows, 1) > 0)
+	if (execute_over_plan(a, &t->key_change_plan, t->key_change_sql, CHANGES_ENR, t->desc,
+						  rows, 1) > 0)
 	{
 		a->loaded++;
 		t->loaded = true;

@@ -12,8 +12,9 @@
  * Exactly once: a run applies the changes and stores the commit LSN it
  * reached in pipeline.cdc in the SAME transaction. Transactions at or
  * below the stored LSN are skipped when read again; the slot is confirmed
- * only up to an LSN already committed here (cdc_stream), so a crash at any
- * point leaves the source holding everything not yet applied.
+ * only up to an LSN already committed (not by the caller's own open
+ * transaction: cdc_read) and flushed here (cdc_stream), so a crash or an
+ * abort at any point leaves the source holding everything not yet applied.
  *
  *-------------------------------------------------------------------------
  */

@@ -66,6 +66,15 @@ SQL
 is "$(qd "SELECT count(*) FROM replica.t1")" 0 "two runs in a transaction, rolled back: nothing applied"
 drain c1 >/dev/null
 same t1 "the next run applies all 11 rows: the rolled-back LSN was not confirmed"
+# the same in one statement that fails after running the pipeline twice
+pipeline "CREATE TABLE t1s (id int PRIMARY KEY, v text)" \
+  "CREATE TABLE replica.t1s (id int PRIMARY KEY, v text); CREATE EXTENSION dblink" c1s t1s
+qs "INSERT INTO t1s SELECT g, 'a' FROM generate_series(1, 10) g" >/dev/null
+qd "SELECT pipeline_run('c1s') IS NULL, dblink_exec('$SRC', 'INSERT INTO t1s VALUES (11, ''b'')'),
+           pipeline_run('c1s') IS NULL, (random() * 0)::int / 0" >/dev/null 2>&1
+is "$(qd "SELECT count(*) FROM replica.t1s")" 0 "one statement ran it twice and failed: nothing applied"
+drain c1s >/dev/null
+same t1s "the next run applies the rows of both runs"
 
 # --- 2. the confirmed commit is flushed first (synchronous_commit = off) --------
 pipeline "CREATE TABLE t2 (id int PRIMARY KEY, v text); CREATE TABLE noise2 (id int)" \

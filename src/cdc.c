@@ -461,9 +461,11 @@ prepare_targets(const Pipeline *p, const CdcSource *src, WalReceiverConn *conn,
 }
 
 /*
- * The slot pipeline_create_cdc made in the transaction in progress: a slot
- * is not transactional, so if anything aborts the transaction afterwards
- * (in the function or later in the same statement) it is dropped again.
+ * The slots pipeline_create_cdc made in the transaction in progress (one
+ * statement may create several pipelines): a slot is not transactional,
+ * so if anything aborts the transaction afterwards (in the function or
+ * later in the same statement) they are dropped again. In TopMemoryContext:
+ * the abort runs after the transaction's memory is gone.
  */
 typedef struct PendingSlot
 {
@@ -472,63 +474,72 @@ typedef struct PendingSlot
 	char	   *pipeline;
 } PendingSlot;
 
-static PendingSlot *pending_slot = NULL;
+static List *pending_slots = NIL;
 
 static void
-forget_pending_slot(void)
+drop_pending_slot(PendingSlot *pending)
 {
-	if (pending_slot == NULL)
-		return;
-	pfree(pending_slot->conninfo);
-	pfree(pending_slot->slot);
-	pfree(pending_slot->pipeline);
-	pfree(pending_slot);
-	pending_slot = NULL;
+	/* an error here must not disturb the abort: report it and go on */
+	PG_TRY();
+	{
+		cdc_drop_slot(pending->conninfo, pending->slot, pending->pipeline);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		ereport(WARNING,
+				(errmsg("could not drop replication slot \"%s\" of pipeline \"%s\" that was not created",
+						pending->slot, pending->pipeline),
+				 errhint("Drop it on the source: SELECT pg_drop_replication_slot('%s');",
+						 pending->slot)));
+	}
+	PG_END_TRY();
 }
 
 static void
-drop_slot_on_abort(XactEvent event, void *arg)
+drop_slots_on_abort(XactEvent event, void *arg)
 {
-	if (pending_slot == NULL)
+	ListCell   *lc;
+
+	if (pending_slots == NIL)
 		return;
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT)
+		return;
+	foreach(lc, pending_slots)
 	{
-		/* an error here must not disturb the abort: report it and go on */
-		PG_TRY();
-		{
-			cdc_drop_slot(pending_slot->conninfo, pending_slot->slot, pending_slot->pipeline);
-		}
-		PG_CATCH();
-		{
-			FlushErrorState();
-			ereport(WARNING,
-					(errmsg("could not drop replication slot \"%s\" of pipeline \"%s\" that was not created",
-							pending_slot->slot, pending_slot->pipeline),
-					 errhint("Drop it on the source: SELECT pg_drop_replication_slot('%s');",
-							 pending_slot->slot)));
-		}
-		PG_END_TRY();
+		PendingSlot *pending = lfirst(lc);
+
+		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			drop_pending_slot(pending);
+		pfree(pending->conninfo);
+		pfree(pending->slot);
+		pfree(pending->pipeline);
+		pfree(pending);
 	}
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-		forget_pending_slot();
+	list_free(pending_slots);
+	pending_slots = NIL;
 }
 
 static void
 remember_pending_slot(const CdcSource *src, const char *pipeline)
 {
 	static bool registered = false;
+	MemoryContext old;
+	PendingSlot *pending;
 
 	if (!registered)
 	{
-		RegisterXactCallback(drop_slot_on_abort, NULL);
+		RegisterXactCallback(drop_slots_on_abort, NULL);
 		registered = true;
 	}
-	forget_pending_slot();
-	pending_slot = MemoryContextAlloc(TopMemoryContext, sizeof(PendingSlot));
-	pending_slot->conninfo = MemoryContextStrdup(TopMemoryContext, src->conninfo);
-	pending_slot->slot = MemoryContextStrdup(TopMemoryContext, src->slot);
-	pending_slot->pipeline = MemoryContextStrdup(TopMemoryContext, pipeline);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pending = palloc(sizeof(PendingSlot));
+	pending->conninfo = pstrdup(src->conninfo);
+	pending->slot = pstrdup(src->slot);
+	pending->pipeline = pstrdup(pipeline);
+	pending_slots = lappend(pending_slots, pending);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -538,7 +549,7 @@ remember_pending_slot(const CdcSource *src, const char *pipeline)
  * Like CREATE SUBSCRIPTION with create_slot, it makes a slot on the source
  * and so cannot run in a transaction block: a slot is not transactional.
  * If the transaction aborts after the slot exists, the slot is dropped
- * again (drop_slot_on_abort).
+ * again (drop_slots_on_abort).
  */
 Datum
 pipeline_create_cdc(PG_FUNCTION_ARGS)

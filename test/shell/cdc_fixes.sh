@@ -171,6 +171,10 @@ before=$(slots)
 qd "SELECT pipeline_create_cdc('c9', 'p9', 'replica', connection => '$SRC'), (random() * 0)::int / 0" >/dev/null 2>&1
 is "$(slots) $(qd "SELECT count(*) FROM pipeline.cdc WHERE pipeline = 'c9'")" "$before 0" \
   "an error after create in the same statement leaves no slot and no row"
+qd "SELECT n / ((random() * 0)::int) FROM (SELECT count(pipeline_create_cdc(v.n, 'p9', 'replica', connection => '$SRC')::text) AS n
+     FROM (VALUES ('c9a'), ('c9b')) v (n)) c" >/dev/null 2>&1
+is "$(slots) $(qd "SELECT count(*) FROM pipeline.cdc WHERE pipeline LIKE 'c9%'")" "$before 0" \
+  "two creates in one statement that then fails leave no slot and no row"
 qd "SELECT pipeline_create_cdc('c9', 'p9', 'replica', connection => '$SRC')" >/dev/null
 ok $? "creating it again works"
 

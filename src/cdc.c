@@ -186,7 +186,7 @@ check_copied_tables(const Pipeline *p, CdcSource *src, WalReceiverConn *conn)
 							name, src->publication, p->name),
 					 errdetail("Its existing rows are not in the target; only its later changes would be applied."),
 					 errhint("Copying added tables is not supported yet: remove the table from the publication "
-							 "(ALTER PUBLICATION ... DROP TABLE), or drop the pipeline and create it again to copy every table.")));
+							 "(ALTER PUBLICATION ... DROP TABLE), or drop the pipeline, empty its targets and create it again to copy every table.")));
 		kept = lappend(kept, lfirst(lc));
 	}
 	if (list_length(kept) != list_length(src->tables))
@@ -450,7 +450,7 @@ prepare_targets(const Pipeline *p, const CdcSource *src, WalReceiverConn *conn,
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 					 errmsg("target table %s of pipeline \"%s\" has no primary key",
 							quote_qualified_identifier(src->target_schema, t->relname), p->name),
-					 errdetail("Published table %s sends UPDATEs and DELETEs%s; they are applied by the target's primary key.",
+					 errdetail("Published table %s can send UPDATEs and DELETEs%s, which are applied by the target's primary key.",
 							   quote_qualified_identifier(t->nspname, t->relname),
 							   t->identity_full ? " (REPLICA IDENTITY FULL)" : ""),
 					 errhint("Add a primary key to the target table, or publish only inserts (CREATE PUBLICATION ... WITH (publish = 'insert, truncate')).")));

@@ -79,6 +79,12 @@ ALTER TABLE pipeline.contract_rules ALTER COLUMN argument SET NOT NULL;
 -- CDC: exactly-once confirms, wedges
 -- ---------------------------------------------------------------------
 
+-- the tables copied at create: a table added to the publication later is
+-- detected (its rows are not in the target) and pauses the pipeline
+ALTER TABLE pipeline.cdc ADD COLUMN tables text[];
+COMMENT ON COLUMN pipeline.cdc.tables IS
+    'Published tables (schema.table) whose rows the initial copy took; NULL: not known (created before 0.4)';
+
 
 -- ---------------------------------------------------------------------
 -- Incremental views: correctness

@@ -12,8 +12,9 @@
  * Exactly once: a run applies the changes and stores the commit LSN it
  * reached in pipeline.cdc in the SAME transaction. Transactions at or
  * below the stored LSN are skipped when read again; the slot is confirmed
- * only up to an LSN already committed here (cdc_stream), so a crash at any
- * point leaves the source holding everything not yet applied.
+ * only up to an LSN already committed (not by the caller's own open
+ * transaction: cdc_read) and flushed here (cdc_stream), so a crash or an
+ * abort at any point leaves the source holding everything not yet applied.
  *
  *-------------------------------------------------------------------------
  */
@@ -71,7 +72,8 @@ cdc_read(const Pipeline *p)
 
 	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("SELECT publication, target_schema::text, connection, slot::text, "
-							  "applied_lsn, events::oid FROM pipeline.cdc WHERE pipeline = $1",
+							  "applied_lsn, events::oid, xmin, tables FROM pipeline.cdc "
+							  "WHERE pipeline = $1",
 							  1, &type, &name, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "CDC pipeline \"%s\" has no row in pipeline.cdc", p->name);
@@ -86,9 +88,112 @@ cdc_read(const Pipeline *p)
 	src->applied_lsn = DatumGetLSN(SPI_getbinval(tuple, desc, 5, &isnull));
 	d = SPI_getbinval(tuple, desc, 6, &isnull);
 	src->events = isnull ? InvalidOid : DatumGetObjectId(d);
+
+	/*
+	 * An applied LSN this transaction wrote (an earlier run in the same
+	 * transaction or statement) is not committed: it must not be confirmed
+	 * to the slot, for this transaction may still abort. Any other version
+	 * this snapshot sees is committed.
+	 */
+	d = SPI_getbinval(tuple, desc, 7, &isnull);
+	src->applied_committed = !TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
+	d = SPI_getbinval(tuple, desc, 8, &isnull);
+	src->tables_known = !isnull;
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+			src->tables = lappend(src->tables, makeString(TextDatumGetCString(elems[i])));
+	}
 	src->local = src->connection == NULL;
 	src->conninfo = src->local ? cdc_local_conninfo(p->owner) : src->connection;
 	return src;
+}
+
+/* "schema.table" of each published table. */
+static List *
+table_names(List *tables)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, tables)
+	{
+		PublishedTable *t = lfirst(lc);
+
+		names = lappend(names, makeString(psprintf("%s.%s", t->nspname, t->relname)));
+	}
+	return names;
+}
+
+/* A list of String as a text[] datum. */
+static Datum
+text_array(List *strings)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(strings), 1));
+	ListCell   *lc;
+
+	foreach(lc, strings)
+		elems[foreach_current_index(lc)] = CStringGetTextDatum(strVal(lfirst(lc)));
+	return PointerGetDatum(construct_array(elems, list_length(strings), TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static void
+store_tables(const Pipeline *p, List *tables)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2] = {CStringGetTextDatum(p->name), text_array(tables)};
+
+	run_catalog_statement("UPDATE pipeline.cdc SET tables = $2 WHERE pipeline = $1",
+						  2, types, values, NULL, 1);
+}
+
+/*
+ * A table added to the publication after the initial copy has rows the
+ * target lacks, and only its later changes would arrive: refuse to run
+ * (the pipeline pauses) until copying added tables is supported. Tables
+ * removed from the publication are forgotten, so one added back is
+ * noticed too. Pipelines made before 0.4 start with the tables of now.
+ */
+static void
+check_copied_tables(const Pipeline *p, CdcSource *src, WalReceiverConn *conn)
+{
+	List	   *published = table_names(cdc_published_tables(conn, src->publication));
+	List	   *kept = NIL;
+	ListCell   *lc;
+
+	if (!src->tables_known)
+	{
+		store_tables(p, published);
+		src->tables = published;
+		src->tables_known = true;
+		return;
+	}
+	foreach(lc, published)
+	{
+		const char *name = strVal(lfirst(lc));
+
+		if (!list_member(src->tables, lfirst(lc)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table %s was added to publication \"%s\" of pipeline \"%s\" after its initial copy",
+							name, src->publication, p->name),
+					 errdetail("Its existing rows are not in the target; only its later changes would be applied."),
+					 errhint("Copying added tables is not supported yet: remove the table from the publication "
+							 "(ALTER PUBLICATION ... DROP TABLE), or drop the pipeline, empty its targets and create it again to copy every table.")));
+		kept = lappend(kept, lfirst(lc));
+	}
+	if (list_length(kept) != list_length(src->tables))
+	{
+		store_tables(p, kept);
+		src->tables = kept;
+	}
 }
 
 static void
@@ -102,16 +207,22 @@ store_applied_lsn(const Pipeline *p, XLogRecPtr lsn)
 }
 
 /*
- * Apply as the owner the way the apply worker does: replica role (no
+ * Apply as the owner the way the apply worker does, with lookups through
+ * the key indexes. For a superuser's pipeline also in replica role (no
  * foreign key or ordinary triggers; ENABLE ALWAYS ones, such as those of
- * incremental views, still fire) and lookups through the key indexes.
+ * incremental views, still fire). Another owner's apply stays in origin
+ * role: session_replication_role is a superuser's setting, and in replica
+ * role the owner could write to a target while skipping the triggers and
+ * foreign key checks that other roles put there (a foreign key referencing
+ * the target, say), which its own writes could never skip.
  */
 static void
 enter_apply(IdentityFrame *frame, const Pipeline *p)
 {
 	identity_enter(frame, p->owner, p->search_path);
-	(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (superuser_arg(p->owner))
+		(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	identity_pin("enable_hashjoin", "off");
 	identity_pin("enable_mergejoin", "off");
 	identity_pin("enable_seqscan", "off");
@@ -141,6 +252,8 @@ cdc_run(const Pipeline *p)
 	PG_TRY();
 	{
 		cdc_check_publication(conn, src->publication, p->name);
+		if (src->target_schema)
+			check_copied_tables(p, src, conn);
 		upto = cdc_source_flush_lsn(conn);
 		if (upto > src->applied_lsn)
 		{
@@ -160,6 +273,24 @@ cdc_run(const Pipeline *p)
 	if (counts.end_lsn > src->applied_lsn)
 		store_applied_lsn(p, counts.end_lsn);
 	return counts;
+}
+
+/*
+ * Will a failed CDC run fail the same way again? Applying is deterministic:
+ * the same changes meet the same targets, so every error does, except the
+ * passing ones: the connection (08), a serialization failure or deadlock
+ * (40), resources (53), a cancel or shutdown (57), the system (58), a lock
+ * or object busy (55P03, 55006), and internal errors (XX).
+ */
+bool
+cdc_error_persists(const char *sqlstate)
+{
+	static const char *const passing[] = {"08", "40", "53", "57", "58", "XX", "55P03", "55006"};
+
+	for (int i = 0; i < lengthof(passing); i++)
+		if (strncmp(sqlstate, passing[i], strlen(passing[i])) == 0)
+			return false;
+	return true;
 }
 
 /* The default slot: the pipeline's name, made a valid and unique slot name. */
@@ -260,9 +391,10 @@ take_events_option(Jsonb **options)
 static void
 catalog_insert_cdc(const Pipeline *p, const CdcSource *src)
 {
-	Oid			types[8] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, LSNOID, OIDOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, LSNOID, OIDOID,
+	TEXTARRAYOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = ObjectIdGetDatum(p->owner);
@@ -273,10 +405,11 @@ catalog_insert_cdc(const Pipeline *p, const CdcSource *src)
 	values[6] = LSNGetDatum(src->applied_lsn);
 	values[7] = ObjectIdGetDatum(src->events);
 	nulls[7] = OidIsValid(src->events) ? ' ' : 'n';
+	values[8] = text_array(src->tables);
 	run_catalog_statement("INSERT INTO pipeline.cdc (pipeline, owner, publication, target_schema, "
-						  "connection, slot, applied_lsn, events) "
-						  "VALUES ($1, $2::regrole, $3, $4, $5, $6, $7, $8::regclass)",
-						  8, types, values, nulls, 1);
+						  "connection, slot, applied_lsn, events, tables) "
+						  "VALUES ($1, $2::regrole, $3, $4, $5, $6, $7, $8::regclass, $9)",
+						  9, types, values, nulls, 1);
 }
 
 /*
@@ -312,10 +445,101 @@ prepare_targets(const Pipeline *p, const CdcSource *src, WalReceiverConn *conn,
 					 errhint("Publish only the source tables (CREATE PUBLICATION ... FOR TABLE ...), or use another target schema.")));
 		target = cdc_target_table(src->target_schema, t->relname, t->nspname, t->columns, p->name);
 		check_target_privileges(target);
+		if (t->keyed_changes && default_key(target) == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("target table %s of pipeline \"%s\" has no primary key",
+							quote_qualified_identifier(src->target_schema, t->relname), p->name),
+					 errdetail("Published table %s can send UPDATEs and DELETEs%s, which are applied by the target's primary key.",
+							   quote_qualified_identifier(t->nspname, t->relname),
+							   t->identity_full ? " (REPLICA IDENTITY FULL)" : ""),
+					 errhint("Add a primary key to the target table, or publish only inserts (CREATE PUBLICATION ... WITH (publish = 'insert, truncate')).")));
 		if (copy_data)
 			cdc_copy_table(conn, t, target, p->name);
 	}
 	identity_leave(&frame);
+}
+
+/*
+ * The slots pipeline_create_cdc made in the transaction in progress (one
+ * statement may create several pipelines): a slot is not transactional,
+ * so if anything aborts the transaction afterwards (in the function or
+ * later in the same statement) they are dropped again. In TopMemoryContext:
+ * the abort runs after the transaction's memory is gone.
+ */
+typedef struct PendingSlot
+{
+	char	   *conninfo;
+	char	   *slot;
+	char	   *pipeline;
+} PendingSlot;
+
+static List *pending_slots = NIL;
+
+static void
+drop_pending_slot(PendingSlot *pending)
+{
+	/* an error here must not disturb the abort: report it and go on */
+	PG_TRY();
+	{
+		cdc_drop_slot(pending->conninfo, pending->slot, pending->pipeline);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		ereport(WARNING,
+				(errmsg("could not drop replication slot \"%s\" of pipeline \"%s\" that was not created",
+						pending->slot, pending->pipeline),
+				 errhint("Drop it on the source: SELECT pg_drop_replication_slot('%s');",
+						 pending->slot)));
+	}
+	PG_END_TRY();
+}
+
+static void
+drop_slots_on_abort(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (pending_slots == NIL)
+		return;
+	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT)
+		return;
+	foreach(lc, pending_slots)
+	{
+		PendingSlot *pending = lfirst(lc);
+
+		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			drop_pending_slot(pending);
+		pfree(pending->conninfo);
+		pfree(pending->slot);
+		pfree(pending->pipeline);
+		pfree(pending);
+	}
+	list_free(pending_slots);
+	pending_slots = NIL;
+}
+
+static void
+remember_pending_slot(const CdcSource *src, const char *pipeline)
+{
+	static bool registered = false;
+	MemoryContext old;
+	PendingSlot *pending;
+
+	if (!registered)
+	{
+		RegisterXactCallback(drop_slots_on_abort, NULL);
+		registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pending = palloc(sizeof(PendingSlot));
+	pending->conninfo = pstrdup(src->conninfo);
+	pending->slot = pstrdup(src->slot);
+	pending->pipeline = pstrdup(pipeline);
+	pending_slots = lappend(pending_slots, pending);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -324,7 +548,8 @@ prepare_targets(const Pipeline *p, const CdcSource *src, WalReceiverConn *conn,
  *
  * Like CREATE SUBSCRIPTION with create_slot, it makes a slot on the source
  * and so cannot run in a transaction block: a slot is not transactional.
- * If anything fails after the slot exists, the slot is dropped again.
+ * If the transaction aborts after the slot exists, the slot is dropped
+ * again (drop_slots_on_abort).
  */
 Datum
 pipeline_create_cdc(PG_FUNCTION_ARGS)
@@ -336,7 +561,6 @@ pipeline_create_cdc(PG_FUNCTION_ARGS)
 	WalReceiverConn *volatile conn;
 	List	   *tables;
 	bool		copy_data = PG_ARGISNULL(5) ? true : PG_GETARG_BOOL(5);
-	volatile bool slot_made = false;
 	MemoryContext context;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -399,8 +623,9 @@ pipeline_create_cdc(PG_FUNCTION_ARGS)
 	{
 		cdc_check_publication(conn, src->publication, p->name);
 		src->applied_lsn = cdc_create_slot(conn, src->slot, copy_data);
-		slot_made = true;
+		remember_pending_slot(src, p->name);
 		tables = cdc_published_tables(conn, src->publication);
+		src->tables = table_names(tables);
 		if (events)
 			src->events = events_table(events);
 		prepare_targets(p, src, conn, tables, copy_data);
@@ -423,8 +648,6 @@ pipeline_create_cdc(PG_FUNCTION_ARGS)
 		FlushErrorState();
 		cdc_disconnect(conn);
 		conn = NULL;
-		if (slot_made)
-			cdc_drop_slot(src->conninfo, src->slot, p->name);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();

@@ -11,15 +11,23 @@
  *
  *   inserts:  INSERT ... SELECT
  *   updates:  the last image of every key wins (DISTINCT ON the key, in
- *             stream order); keys an update moved away are deleted; the
- *             images are upserted, so an update of a row the target lacks
- *             still lands
+ *             stream order) and is upserted, so an update of a row the
+ *             target lacks still lands
  *   deletes:  DELETE ... USING the distinct old keys
  *
+ * Two kinds of update replay the source's history more closely, since the
+ * last images alone may collide on the way: an update that changes the key
+ * is applied on its own, in its place in the stream (delete the old key,
+ * upsert the new row, only if the new row passes the contract); and on a
+ * target with unique constraints besides the primary key, an update
+ * segment holds each key at most once and is applied in stream order, the
+ * way the source made the changes.
+ *
  * Segments of different tables are independent: the batch commits as one
- * transaction, and apply runs with session_replication_role = replica (as
- * the logical replication apply worker does), so foreign keys and ordinary
- * triggers of the targets do not fire. Values pass the contract's rules and
+ * transaction, and for a superuser's pipeline apply runs with
+ * session_replication_role = replica (as the logical replication apply
+ * worker does), so foreign keys and ordinary triggers of the targets do not
+ * fire (cdc.c, enter_apply). Values pass the contract's rules and
  * the targets' types like a pipeline's transform output does: bad rows go
  * to the quarantine with their LSN and table.
  *
@@ -32,8 +40,11 @@
 #include "pipeline.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "replication/logicalproto.h"
@@ -46,6 +57,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/queryenvironment.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -81,6 +93,11 @@ typedef struct CdcTable
 	Oid		   *atttyps;		/* the source's types (builtin OIDs are stable) */
 	List	   *key;			/* the target's primary key columns (String) */
 	int		   *key_pos;		/* each key column's position in the stream */
+	Bitmapset  *identity;		/* stream positions of the source's replica
+								 * identity: what a DELETE carries */
+	bool		ordered;		/* other unique constraints: replay updates
+								 * in stream order, a key once a segment */
+	HTAB	   *segment_keys;	/* ordered: hashes of the open segment's keys */
 	List	   *output;			/* OutputColumn per stream column */
 	List	   *rules;			/* the contract, for this table */
 	TupleDesc	desc;			/* of a segment's rows */
@@ -88,6 +105,8 @@ typedef struct CdcTable
 	Tuplestorestate *rows;
 	int64		nrows;
 	char	   *sql[STMT_COUNT];	/* built once per relation message */
+	char	   *key_change_sql;
+	SPIPlanPtr	key_change_plan;	/* prepared at its first use in a run */
 	bool		loaded;			/* rows were written to the target */
 } CdcTable;
 
@@ -268,11 +287,37 @@ append_key_match(StringInfo s, CdcTable *t, const char *alias, bool old)
 	}
 }
 
+/* ON CONFLICT (key) DO UPDATE SET every other column (or DO NOTHING) */
+static void
+append_upsert_action(StringInfo s, CdcTable *t)
+{
+	ListCell   *lc;
+	bool		any_set = false;
+
+	appendStringInfoString(s, " ON CONFLICT (");
+	foreach(lc, t->key)
+		appendStringInfo(s, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 quote_identifier(strVal(lfirst(lc))));
+	appendStringInfoString(s, ") DO ");
+	foreach(lc, t->output)
+	{
+		const char *name = ((OutputColumn *) lfirst(lc))->name;
+
+		if (list_member(t->key, makeString((char *) name)))
+			continue;
+		appendStringInfo(s, "%s%s = EXCLUDED.%s", any_set ? ", " : "UPDATE SET ",
+						 quote_identifier(name), quote_identifier(name));
+		any_set = true;
+	}
+	if (!any_set)
+		appendStringInfoString(s, "NOTHING");
+}
+
 /*
- * Updates: every change is an image of its new key; one whose old key
- * differs is also a deletion of the old key. The last event of each key
- * wins (an image over a deletion of the same key in the same change, for
- * REPLICA IDENTITY FULL, which always sends the old row).
+ * Updates that keep their key: the last image of each key is upserted. An
+ * ordered table's segment has each key once: its images are upserted in
+ * stream order instead, so a unique value freed by one update is free
+ * before the next one takes it.
  */
 static char *
 update_sql(CdcTable *t)
@@ -280,58 +325,53 @@ update_sql(CdcTable *t)
 	StringInfoData s;
 	StringInfoData keys;
 	ListCell   *lc;
-	bool		any_set = false;
-	const char *first_old = quote_identifier(old_key_name(strVal(linitial(t->key))));
+	char	   *from;
 
 	initStringInfo(&keys);
 	foreach(lc, t->key)
 		appendStringInfo(&keys, "%s%s", foreach_current_index(lc) ? ", " : "",
 						 key_cast(t, psprintf("e.%s", quote_identifier(strVal(lfirst(lc)))),
 								  strVal(lfirst(lc))));
+	if (t->ordered)
+		from = CHANGES_ENR " AS c ORDER BY c.__seq";
+	else
+		from = psprintf("(SELECT DISTINCT ON (%s) * FROM " CHANGES_ENR " AS e "
+						"ORDER BY %s, e.__seq DESC) AS c", keys.data, keys.data);
 
 	initStringInfo(&s);
-	appendStringInfoString(&s, "WITH __pipeline_ev AS (SELECT c.__seq, false AS __pipeline_del");
-	foreach(lc, t->output)
-		appendStringInfo(&s, ", c.%s", quote_identifier(((OutputColumn *) lfirst(lc))->name));
-	appendStringInfo(&s, ", c.__lsn FROM " CHANGES_ENR " AS c UNION ALL SELECT c.__seq, true");
-	foreach(lc, t->output)
-	{
-		const char *name = ((OutputColumn *) lfirst(lc))->name;
-
-		if (list_member(t->key, makeString((char *) name)))
-			appendStringInfo(&s, ", c.%s", quote_identifier(old_key_name(name)));
-		else
-			appendStringInfoString(&s, ", NULL");
-	}
-	appendStringInfo(&s, ", c.__lsn FROM " CHANGES_ENR " AS c WHERE c.%s IS NOT NULL), "
-					 "__pipeline_net AS (SELECT DISTINCT ON (%s) * FROM __pipeline_ev AS e "
-					 "ORDER BY %s, e.__seq DESC, e.__pipeline_del), "
-					 "__pipeline_gone AS (DELETE FROM %s AS __pipeline_target USING __pipeline_net AS n "
-					 "WHERE n.__pipeline_del AND ",
-					 first_old, keys.data, keys.data, t->target_name);
-	append_key_match(&s, t, "n", false);
-	appendStringInfo(&s, ") INSERT INTO %s AS __pipeline_target (", t->target_name);
+	appendStringInfo(&s, "INSERT INTO %s AS __pipeline_target (", t->target_name);
 	append_column_list(&s, t->output);
 	appendStringInfoString(&s, ") SELECT ");
 	append_column_list(&s, t->output);
-	appendStringInfo(&s, " FROM (%s) AS __pipeline_rows ON CONFLICT (",
-					 checked_rows(t, "__pipeline_net AS c WHERE NOT c.__pipeline_del"));
-	foreach(lc, t->key)
-		appendStringInfo(&s, "%s%s", foreach_current_index(lc) ? ", " : "",
-						 quote_identifier(strVal(lfirst(lc))));
-	appendStringInfoString(&s, ") DO ");
-	foreach(lc, t->output)
-	{
-		const char *name = ((OutputColumn *) lfirst(lc))->name;
+	appendStringInfo(&s, " FROM (%s) AS __pipeline_rows", checked_rows(t, from));
+	append_upsert_action(&s, t);
+	return s.data;
+}
 
-		if (list_member(t->key, makeString((char *) name)))
-			continue;
-		appendStringInfo(&s, "%s%s = EXCLUDED.%s", any_set ? ", " : "UPDATE SET ",
-						 quote_identifier(name), quote_identifier(name));
-		any_set = true;
-	}
-	if (!any_set)
-		appendStringInfoString(&s, "NOTHING");
+/*
+ * One update that moves a row to another key: the old key is deleted
+ * first (a unique value it holds is then free for the new row), then the
+ * new row upserted; if the new row breaks the contract it is quarantined
+ * and the old row kept, as for an update that keeps its key. The DELETE
+ * runs before the INSERT because the INSERT waits for its count.
+ */
+static char *
+key_change_sql(CdcTable *t)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "WITH __pipeline_image AS MATERIALIZED (%s), "
+					 "__pipeline_gone AS (DELETE FROM %s AS __pipeline_target USING "
+					 CHANGES_ENR " AS c WHERE EXISTS (SELECT 1 FROM __pipeline_image) AND ",
+					 checked_rows(t, CHANGES_ENR " AS c"), t->target_name);
+	append_key_match(&s, t, "c", true);
+	appendStringInfo(&s, " RETURNING 1) INSERT INTO %s AS __pipeline_target (", t->target_name);
+	append_column_list(&s, t->output);
+	appendStringInfoString(&s, ") SELECT ");
+	append_column_list(&s, t->output);
+	appendStringInfoString(&s, " FROM __pipeline_image WHERE (SELECT pg_catalog.count(*) FROM __pipeline_gone) OPERATOR(pg_catalog.>=) 0");
+	append_upsert_action(&s, t);
 	return s.data;
 }
 
@@ -360,19 +400,16 @@ delete_sql(CdcTable *t)
 }
 
 /*
- * Run one statement over a tuplestore registered as "name". SPI keeps its
- * list of registered relations in the memory current at the first
- * registration: that must be the run's, not a message's.
+ * Register a tuplestore as the relation "name" for the next statement.
+ * SPI keeps its list of registered relations in the memory current at the
+ * first registration: that must be the run's, not a message's.
  */
-static uint64
-execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
-			 Tuplestorestate *rows, int64 nrows)
+static void
+register_rows(CdcApply *a, const char *name, TupleDesc desc, Tuplestorestate *rows,
+			  int64 nrows)
 {
-	const char *pipeline = a->p->name;
 	MemoryContext old = MemoryContextSwitchTo(a->context);
 	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
-	ErrorContextCallback cb;
-	int			rc;
 
 	enr->md.name = (char *) name;
 	enr->md.reliddesc = InvalidOid;
@@ -381,18 +418,69 @@ execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
 	enr->md.enrtuples = nrows;
 	enr->reldata = rows;
 	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
-		elog(ERROR, "could not register the changes of pipeline \"%s\"", pipeline);
+		elog(ERROR, "could not register the changes of pipeline \"%s\"", a->p->name);
 	MemoryContextSwitchTo(old);
+}
+
+static void
+unregister_rows(CdcApply *a, const char *name)
+{
+	MemoryContext old = MemoryContextSwitchTo(a->context);
+
+	SPI_unregister_relation(name);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Run one statement over a tuplestore registered as "name". With "plan",
+ * the statement is prepared once, at its first execution, and the plan
+ * kept there for the rest of the run (statements run once per change).
+ */
+static uint64
+execute_over_plan(CdcApply *a, SPIPlanPtr *plan, const char *sql, const char *name,
+				  TupleDesc desc, Tuplestorestate *rows, int64 nrows)
+{
+	const char *pipeline = a->p->name;
+	ErrorContextCallback cb;
+	int			rc;
+
+	register_rows(a, name, desc, rows, nrows);
 	sql_error_context_push(&cb, sql, pipeline);
-	rc = SPI_execute(sql, false, 0);
+	if (plan == NULL)
+		rc = SPI_execute(sql, false, 0);
+	else
+	{
+		if (*plan == NULL && (*plan = SPI_prepare(sql, 0, NULL)) == NULL)
+			elog(ERROR, "could not prepare an apply statement of pipeline \"%s\": %s", pipeline,
+				 SPI_result_code_string(SPI_result));
+		rc = SPI_execute_plan(*plan, NULL, NULL, false, 0);
+	}
 	error_context_stack = cb.previous;
 	if (rc < 0)
 		elog(ERROR, "apply statement of pipeline \"%s\" failed: %s", pipeline,
 			 SPI_result_code_string(rc));
-	old = MemoryContextSwitchTo(a->context);
-	SPI_unregister_relation(name);
-	MemoryContextSwitchTo(old);
+	unregister_rows(a, name);
 	return SPI_processed;
+}
+
+static uint64
+execute_over(CdcApply *a, const char *sql, const char *name, TupleDesc desc,
+			 Tuplestorestate *rows, int64 nrows)
+{
+	return execute_over_plan(a, NULL, sql, name, desc, rows, nrows);
+}
+
+static void
+drop_segment(CdcTable *t)
+{
+	if (t->rows)
+		tuplestore_end(t->rows);
+	if (t->segment_keys)
+		hash_destroy(t->segment_keys);
+	t->segment_keys = NULL;
+	t->rows = NULL;
+	t->nrows = 0;
+	t->op = -1;
 }
 
 static void
@@ -413,20 +501,7 @@ close_segment(CdcApply *a, CdcTable *t)
 	n = execute_over(a, t->sql[t->op], CHANGES_ENR, t->desc, t->rows, t->nrows);
 	a->loaded += n;
 	t->loaded |= n > 0;
-	tuplestore_end(t->rows);
-	t->rows = NULL;
-	t->nrows = 0;
-	t->op = -1;
-}
-
-static void
-drop_segment(CdcTable *t)
-{
-	if (t->rows)
-		tuplestore_end(t->rows);
-	t->rows = NULL;
-	t->nrows = 0;
-	t->op = -1;
+	drop_segment(t);
 }
 
 /* Tables whose changes are never applied: this extension's catalog. */
@@ -437,10 +512,47 @@ ignored_relation(CdcApply *a, const LogicalRepRelation *rel)
 
 	if (strcmp(rel->nspname, "pipeline") == 0)
 		return true;
+
+	/*
+	 * A table the initial copy did not take and the publication no longer
+	 * has (cdc_run refuses the ones it has): changes of the time it was in.
+	 */
+	if (a->src->target_schema && a->src->tables_known &&
+		!list_member(a->src->tables, makeString(psprintf("%s.%s", rel->nspname, rel->relname))))
+		return true;
 	if (!a->src->local || !OidIsValid(a->src->events))
 		return false;
 	relid = get_relname_relid(rel->relname, get_namespace_oid(rel->nspname, true));
 	return relid == a->src->events;
+}
+
+/* Has the table a unique index or exclusion constraint besides its primary key? */
+static bool
+has_other_unique_constraints(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	List	   *indexes = RelationGetIndexList(rel);
+	bool		found = false;
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple;
+		Form_pg_index index;
+
+		if (lfirst_oid(lc) == pk)
+			continue;
+		tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		found |= index->indisunique || index->indisexclusion;
+		ReleaseSysCache(tuple);
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 /* A relation message: (re)describe a published table and its target. */
@@ -501,6 +613,8 @@ cdc_apply_relation(CdcApply *a, LogicalRepRelation *rel)
 							strVal(list_nth(t->key, i)), t->target_name, a->p->name),
 					 errhint("Publish the column, or give the target a primary key on published columns.")));
 	}
+	t->identity = bms_copy(rel->attkeys);
+	t->ordered = has_other_unique_constraints(t->target);
 	for (i = 0; i < rel->natts; i++)
 		t->output = lappend(t->output, text_output_column(t->target, t->attnames[i]));
 	t->rules = table_rules(a, t);
@@ -538,6 +652,13 @@ int64
 cdc_apply_changes(CdcApply *a)
 {
 	return a->changes;
+}
+
+/* The transactions this run applied (not those skipped as applied before). */
+int64
+cdc_apply_transactions(CdcApply *a)
+{
+	return a->transactions;
 }
 
 static CdcTable *
@@ -663,7 +784,8 @@ segment_values(CdcApply *a, CdcTable *t, char op, XLogRecPtr lsn, LogicalRepTupl
 		bool		present = oldtup && pos < oldtup->ncols &&
 			oldtup->colstatus[pos] == LOGICALREP_COLUMN_TEXT;
 
-		if (op == 'D' && !present)
+		/* a column outside the replica identity comes as a NULL too */
+		if (op == 'D' && !bms_is_member(pos, t->identity))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a DELETE on published table %s does not carry key column \"%s\" of target table %s",
@@ -735,6 +857,84 @@ apply_partial_update(CdcApply *a, CdcTable *t, LogicalRepTupleData *newtup,
 	tuplestore_end(rows);
 }
 
+/* Does an update carry an old key that differs from its new one? */
+static bool
+key_moved(CdcTable *t, LogicalRepTupleData *oldtup, LogicalRepTupleData *newtup)
+{
+	if (oldtup == NULL)
+		return false;
+	for (int k = 0; k < list_length(t->key); k++)
+	{
+		int			pos = t->key_pos[k];
+		char		was = pos < oldtup->ncols ? oldtup->colstatus[pos] : LOGICALREP_COLUMN_NULL;
+		char		is = newtup->colstatus[pos];
+
+		if (was != is)
+			return true;
+		if (is == LOGICALREP_COLUMN_TEXT &&
+			(oldtup->colvalues[pos].len != newtup->colvalues[pos].len ||
+			 memcmp(oldtup->colvalues[pos].data, newtup->colvalues[pos].data,
+					newtup->colvalues[pos].len) != 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Ordered tables: add the key of an update to the open segment's keys;
+ * false if it has a change of this key already. Keys are remembered by a
+ * hash of their text: a collision only ends a segment early.
+ */
+static bool
+add_segment_key(CdcApply *a, CdcTable *t, LogicalRepTupleData *newtup)
+{
+	uint32		hash = 0;
+	bool		found;
+
+	if (t->segment_keys == NULL)
+	{
+		HASHCTL		ctl = {0};
+
+		ctl.keysize = sizeof(uint32);
+		ctl.entrysize = sizeof(uint32);
+		ctl.hcxt = a->context;
+		t->segment_keys = hash_create("pipeline cdc segment keys", 256, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	for (int k = 0; k < list_length(t->key); k++)
+	{
+		StringInfo	value = &newtup->colvalues[t->key_pos[k]];
+
+		hash = hash_combine(hash, newtup->colstatus[t->key_pos[k]] == LOGICALREP_COLUMN_TEXT ?
+							DatumGetUInt32(hash_any((unsigned char *) value->data, value->len)) : 0);
+	}
+	(void) hash_search(t->segment_keys, &hash, HASH_ENTER, &found);
+	return !found;
+}
+
+/* An update that moves its row to another key, on its own (key_change_sql). */
+static void
+apply_key_change(CdcApply *a, CdcTable *t, Datum *values, bool *nulls)
+{
+	Tuplestorestate *rows = tuplestore_begin_heap(false, false, work_mem);
+
+	if (t->key_change_sql == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(a->context);
+
+		t->key_change_sql = key_change_sql(t);
+		MemoryContextSwitchTo(old);
+	}
+	tuplestore_putvalues(rows, t->desc, values, nulls);
+	if (execute_over_plan(a, &t->key_change_plan, t->key_change_sql, CHANGES_ENR, t->desc,
+						  rows, 1) > 0)
+	{
+		a->loaded++;
+		t->loaded = true;
+	}
+	tuplestore_end(rows);
+}
+
 /* An insert, update or delete, in stream order. */
 void
 cdc_apply_change(CdcApply *a, char op, uint32 relid, XLogRecPtr lsn,
@@ -773,8 +973,18 @@ cdc_apply_change(CdcApply *a, char op, uint32 relid, XLogRecPtr lsn,
 		apply_partial_update(a, t, newtup, values, nulls);
 		return;
 	}
-	if (t->op != kind)
+	if (kind == STMT_UPDATE && key_moved(t, oldtup, newtup))
+	{
 		close_segment(a, t);
+		apply_key_change(a, t, values, nulls);
+		return;
+	}
+	if (t->op != kind || (kind == STMT_UPDATE && t->ordered && !add_segment_key(a, t, newtup)))
+	{
+		close_segment(a, t);
+		if (kind == STMT_UPDATE && t->ordered)
+			(void) add_segment_key(a, t, newtup);
+	}
 	if (t->rows == NULL)
 	{
 		old = MemoryContextSwitchTo(a->context);
@@ -786,12 +996,18 @@ cdc_apply_change(CdcApply *a, char op, uint32 relid, XLogRecPtr lsn,
 	t->nrows++;
 }
 
-/* A TRUNCATE: what the tables' open segments held is gone with them. */
+/*
+ * A TRUNCATE: what the tables' open segments held is gone with them. The
+ * targets of one TRUNCATE are truncated by one statement, so tables that
+ * reference each other by foreign keys can be.
+ */
 void
 cdc_apply_truncate(CdcApply *a, List *relids, bool restart_seqs, XLogRecPtr lsn)
 {
+	StringInfoData targets;
 	ListCell   *lc;
 
+	initStringInfo(&targets);
 	foreach(lc, relids)
 	{
 		CdcTable   *t = table_of(a, lfirst_oid(lc));
@@ -804,11 +1020,13 @@ cdc_apply_truncate(CdcApply *a, List *relids, bool restart_seqs, XLogRecPtr lsn)
 		if (a->src->target_schema == NULL)
 			continue;
 		drop_segment(t);
-		if (SPI_execute(psprintf("TRUNCATE %s%s", t->target_name,
-								 restart_seqs ? " RESTART IDENTITY" : ""), false, 0) < 0)
-			elog(ERROR, "could not truncate %s", t->target_name);
+		appendStringInfo(&targets, "%s%s", targets.len > 0 ? ", " : "", t->target_name);
 		t->loaded = true;
 	}
+	if (targets.len > 0 &&
+		SPI_execute(psprintf("TRUNCATE %s%s", targets.data,
+							 restart_seqs ? " RESTART IDENTITY" : ""), false, 0) < 0)
+		elog(ERROR, "could not truncate %s", targets.data);
 }
 
 /* Apply what is still open, land the events; what the run did. */

@@ -14,7 +14,8 @@
  * A run reads the stream up to the source's flush position when the run
  * started (or batch_size changes, at a transaction's end), then closes the
  * connection. The slot is confirmed only up to the LSN that an earlier run
- * committed in pipeline.cdc: never past what this database has applied.
+ * committed (and flushed) in pipeline.cdc: never past what this database
+ * has applied durably.
  *
  *-------------------------------------------------------------------------
  */
@@ -163,24 +164,37 @@ cdc_check_publication(WalReceiverConn *conn, const char *publication,
 						 quote_identifier(publication))));
 }
 
-/* The tables of a publication and their published columns. */
+/*
+ * The tables of a publication, their published columns (generated ones
+ * left out: pgoutput does not send them, so the copy must not take them
+ * either), and whether the source can send UPDATEs and DELETEs of them.
+ */
 List *
 cdc_published_tables(WalReceiverConn *conn, const char *publication)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTARRAYOID};
-	const char *columns = walrcv_server_version(conn) >= 150000 ? "t.attnames" :
-	"ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a "
-	"WHERE a.attrelid = (pg_catalog.quote_ident(t.schemaname) || '.' || "
-	"pg_catalog.quote_ident(t.tablename))::pg_catalog.regclass "
-	"AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)";
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, BOOLOID};
+	int			version = walrcv_server_version(conn);
 	WalRcvExecResult *res;
 	TupleTableSlot *slot;
 	List	   *tables = NIL;
 
-	res = source_query(conn, psprintf("SELECT t.schemaname::text, t.tablename::text, %s::text[] "
-									  "FROM pg_catalog.pg_publication_tables t WHERE t.pubname = %s "
-									  "ORDER BY 1, 2", columns, quote_literal_cstr(publication)),
-					   3, types);
+	res = source_query(conn, psprintf("SELECT t.schemaname::text, t.tablename::text, "
+									  "ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a "
+									  "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped%s%s "
+									  "ORDER BY a.attnum)::text[], "
+									  "(p.pubupdate OR p.pubdelete) AND (c.relreplident IN ('f', 'i') OR "
+									  "(c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+									  "WHERE i.indrelid = c.oid AND i.indisprimary))), "
+									  "c.relreplident = 'f' "
+									  "FROM pg_catalog.pg_publication_tables t "
+									  "JOIN pg_catalog.pg_publication p ON p.pubname = t.pubname "
+									  "JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname "
+									  "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+									  "WHERE t.pubname = %s ORDER BY 1, 2",
+									  version >= 150000 ? " AND a.attname = ANY (t.attnames)" : "",
+									  version >= 120000 ? " AND a.attgenerated = ''" : "",
+									  quote_literal_cstr(publication)),
+					   5, types);
 	slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
 	while (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
 	{
@@ -196,6 +210,8 @@ cdc_published_tables(WalReceiverConn *conn, const char *publication)
 						  false, TYPALIGN_INT, &elems, &nulls, &n);
 		for (int i = 0; i < n; i++)
 			t->columns = lappend(t->columns, makeString(TextDatumGetCString(elems[i])));
+		t->keyed_changes = DatumGetBool(slot_getattr(slot, 4, &isnull));
+		t->identity_full = DatumGetBool(slot_getattr(slot, 5, &isnull));
 		tables = lappend(tables, t);
 	}
 	ExecDropSingleTupleTableSlot(slot);
@@ -392,6 +408,9 @@ typedef struct StreamState
 	bool		in_transaction;
 	bool		skipping;		/* a transaction applied by an earlier run */
 	bool		done;
+	XLogRecPtr	source_end;		/* the source's position at a keepalive
+								 * between transactions: all it published
+								 * before has been received */
 } StreamState;
 
 /* One pgoutput message (the payload of an XLogData message). */
@@ -509,9 +528,13 @@ handle_copy_data(StreamState *st, WalReceiverConn *conn, char *buf, int len,
 		XLogRecPtr	end = pq_getmsgint64(&s);
 
 		(void) pq_getmsgint64(&s);	/* send time */
-		/* past the target outside a transaction: nothing more to read */
-		if (end >= st->upto && !st->in_transaction)
-			st->done = true;
+		if (!st->in_transaction)
+		{
+			st->source_end = Max(st->source_end, end);
+			/* past the target outside a transaction: nothing more to read */
+			if (end >= st->upto)
+				st->done = true;
+		}
 		/* a reply keeps the connection alive; it confirms nothing new */
 		if (pq_getmsgbyte(&s))
 			send_feedback(conn, InvalidXLogRecPtr);
@@ -519,17 +542,36 @@ handle_copy_data(StreamState *st, WalReceiverConn *conn, char *buf, int len,
 }
 
 /*
+ * What the slot may be told is applied: the stored LSN, if it is committed
+ * (not written by this still open transaction). When this run applied no
+ * transaction, also the position the source reported between transactions:
+ * everything published before it was received, and nothing of it is
+ * waiting to be committed here (only unpublished tables changed), as the
+ * apply worker replies with its receive position when nothing is pending.
+ */
+static XLogRecPtr
+confirmable_lsn(const CdcSource *src, const StreamState *st)
+{
+	if (!src->applied_committed)
+		return InvalidXLogRecPtr;
+	if (cdc_apply_transactions(st->apply) == 0 && st->source_end > src->applied_lsn)
+		return st->source_end;
+	return src->applied_lsn;
+}
+
+/*
  * Read the change stream of the slot into "apply", from what is applied
  * up to "upto" (or batch_size changes, at a transaction's end). Before
- * closing, confirm to the slot what an earlier run committed, so the
- * source may recycle the WAL before it.
+ * closing, confirm to the slot what is committed here (confirmable_lsn),
+ * so the source may recycle the WAL before it.
  */
 void
 cdc_stream(WalReceiverConn *conn, const CdcSource *src, XLogRecPtr upto,
 		   int64 batch_size, CdcApply *apply)
 {
 	WalRcvStreamOptions options = {0};
-	StreamState st = {apply, upto, batch_size, false, false, false};
+	StreamState st = {apply, upto, batch_size, false, false, false, InvalidXLogRecPtr};
+	XLogRecPtr	confirm;
 	MemoryContext message_context;
 	TimestampTz last_message = GetCurrentTimestamp();
 
@@ -567,7 +609,15 @@ cdc_stream(WalReceiverConn *conn, const CdcSource *src, XLogRecPtr upto,
 							src->slot, CDC_SOURCE_TIMEOUT_MS / 1000)));
 		wait_for_source(fd, 1000);
 	}
-	if (!XLogRecPtrIsInvalid(src->applied_lsn))
-		send_feedback(conn, src->applied_lsn);
+	confirm = confirmable_lsn(src, &st);
+	if (!XLogRecPtrIsInvalid(confirm))
+	{
+		/*
+		 * The commit that stored it may be asynchronous (synchronous_commit
+		 * off): it must be on disk before the source may forget the changes.
+		 */
+		XLogFlush(GetXLogInsertRecPtr());
+		send_feedback(conn, confirm);
+	}
 	MemoryContextDelete(message_context);
 }

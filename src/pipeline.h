@@ -302,8 +302,13 @@ typedef struct CdcSource
 	char	   *conninfo;		/* what is used to connect */
 	char	   *slot;
 	XLogRecPtr	applied_lsn;	/* end of the last applied transaction */
+	bool		applied_committed;	/* applied_lsn was not written by this
+									 * transaction: it may be confirmed */
 	Oid			events;			/* the events table, or InvalidOid */
 	bool		local;			/* the source is this database */
+	List	   *tables;			/* String: the tables copied at create
+								 * (schema.table) */
+	bool		tables_known;	/* false for pipelines made before 0.4 */
 } CdcSource;
 
 /* What one CDC run did. */
@@ -322,6 +327,8 @@ typedef struct PublishedTable
 	char	   *nspname;
 	char	   *relname;
 	List	   *columns;		/* String: the published columns */
+	bool		keyed_changes;	/* the source may send UPDATEs or DELETEs */
+	bool		identity_full;	/* REPLICA IDENTITY FULL */
 } PublishedTable;
 
 struct WalReceiverConn;
@@ -333,6 +340,7 @@ extern CdcSource *cdc_read(const Pipeline *p);
 extern CdcCounts cdc_run(const Pipeline *p);
 extern void cdc_drop(const Pipeline *p, bool drop_slot);
 extern bool cdc_installed(void);
+extern bool cdc_error_persists(const char *sqlstate);
 extern char *lsn_text(XLogRecPtr lsn);
 extern void refuse_cdc(const Pipeline *p, const char *what);
 
@@ -363,6 +371,7 @@ extern void cdc_apply_truncate(CdcApply *a, List *relids, bool restart_seqs,
 							   XLogRecPtr lsn);
 extern void cdc_apply_commit(CdcApply *a, XLogRecPtr end_lsn);
 extern int64 cdc_apply_changes(CdcApply *a);
+extern int64 cdc_apply_transactions(CdcApply *a);
 extern CdcCounts cdc_apply_end(CdcApply *a);
 extern Oid	cdc_target_table(const char *target_schema, const char *relname,
 							 const char *source_schema, List *columns,

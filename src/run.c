@@ -392,19 +392,19 @@ alert(const RunRecord *run, const char *previous)
 }
 
 /*
- * A CDC pipeline whose source and targets disagree (a publication gone, a
- * target table or column missing: SQLSTATE class 42) is paused rather than
- * retried: nothing can succeed until someone changes the schema, and the
- * changes wait in the slot meanwhile.
+ * A CDC pipeline whose run failed in a way that will recur (its source and
+ * targets disagree, a change the target refuses: cdc_error_persists) is
+ * paused rather than retried: nothing can succeed until someone fixes the
+ * cause, and the changes wait in the slot meanwhile.
  */
 static void
 pause_on_schema_error(const Pipeline *p, RunRecord *run)
 {
 	if (p->mode != LOAD_CDC || strcmp(run->status, "failed") != 0 ||
-		run->sqlstate == NULL || strncmp(run->sqlstate, "42", 2) != 0)
+		run->sqlstate == NULL || !cdc_error_persists(run->sqlstate))
 		return;
 	catalog_pause(p->name);
-	run->error = psprintf("%s (pipeline paused: fix the schema, then pipeline_alter('%s', '{\"enabled\": true}'))",
+	run->error = psprintf("%s (pipeline paused: fix the cause, then pipeline_alter('%s', '{\"enabled\": true}'))",
 						  run->error, p->name);
 }
 

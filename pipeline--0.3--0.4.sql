@@ -32,6 +32,14 @@ ALTER TABLE pipeline.contract_rules ADD CONSTRAINT contract_rules_pipeline_fkey
 
 
 /*
+ * Runs, alters and drops of a pipeline lock it by its id (src/catalog.c)
+ * rather than by a 32-bit hash of its name, which anyone could invert to
+ * hold another role's lock through a name of their own.
+ */
+ALTER TABLE pipeline.pipelines ADD COLUMN id bigserial NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.pipelines_id_seq', '');
+
+/*
  * pipeline_drain cannot pin search_path (a procedure with a SET clause
  * cannot COMMIT), so it runs under its caller's: every operator and
  * function is qualified, or a user's operator of a closer signature (say

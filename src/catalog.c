@@ -43,36 +43,122 @@ catalog_relid(void)
 	return relid;
 }
 
-Oid
-pipeline_lock_key_of(const char *name)
+/*
+ * The lock of a pipeline is an object lock on pipeline.pipelines whose
+ * objid is the pipeline's id (since 0.4). It used to be a 32-bit hash of the
+ * name, which anyone could invert: a role holding the lock of a name of its
+ * choosing blocked another role's pipeline. Ids come from a sequence, so no
+ * two pipelines share a lock; objsubid 1 keeps these locks apart from the
+ * hash locks of a library older than 0.4.
+ */
+#define LOCK_BY_ID 1
+
+/* Has the catalog the id column (ALTER EXTENSION UPDATE to 0.4 done)? */
+static bool
+catalog_has_ids(void)
 {
-	return (Oid) DatumGetUInt32(hash_any((const unsigned char *) name,
-										 strlen(name)));
+	return get_attnum(catalog_relid(), "id") != InvalidAttrNumber;
+}
+
+/*
+ * The key of the pipeline's lock, read in a fresh snapshot; false if there
+ * is no such pipeline. A catalog older than 0.4 has no ids: a hash of the
+ * name, as that catalog's library used.
+ */
+static bool
+lock_key_of(const char *name, Oid *key)
+{
+	static SPIPlanPtr plan = NULL;
+	IdentityFrame frame;
+	Datum		arg = CStringGetTextDatum(name);
+	bool		found;
+	bool		isnull;
+
+	if (!catalog_has_ids())
+	{
+		*key = (Oid) DatumGetUInt32(hash_any((const unsigned char *) name, strlen(name)));
+		return true;
+	}
+	SPI_connect();
+	identity_enter_catalog(&frame);
+	if (plan == NULL)
+	{
+		Oid			argtype = TEXTOID;
+		SPIPlanPtr	fresh = SPI_prepare("SELECT id FROM pipeline.pipelines WHERE name = $1",
+										1, &argtype);
+
+		if (fresh == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(fresh);
+		plan = fresh;
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the id of pipeline \"%s\"", name);
+	found = SPI_processed == 1;
+	if (found)
+		*key = (Oid) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	identity_leave(&frame);
+	SPI_finish();
+	return found;
+}
+
+static int
+lock_subid(void)
+{
+	return catalog_has_ids() ? LOCK_BY_ID : 0;
 }
 
 Datum
 pipeline_lock_key(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_OID(pipeline_lock_key_of(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	Oid			key;
+
+	if (!lock_key_of(text_to_cstring(PG_GETARG_TEXT_PP(0)), &key))
+		PG_RETURN_NULL();
+	PG_RETURN_OID(key);
 }
 
 /*
  * Serialise runs, alters and drops of one pipeline until the end of the
  * transaction. A second caller waits, then sees the first one's results.
+ * Nothing to lock when there is no pipeline of that name (the caller finds
+ * it missing, or creates it). If the name was dropped and created again
+ * while we waited, the lock we got is the old pipeline's: take the new one.
  */
 void
 catalog_lock_pipeline(const char *name)
 {
-	LockDatabaseObject(catalog_relid(), pipeline_lock_key_of(name), 0,
-					   ExclusiveLock);
+	Oid			relid = catalog_relid();
+	Oid			key;
+	Oid			again;
+
+	while (lock_key_of(name, &key))
+	{
+		LockDatabaseObject(relid, key, lock_subid(), ExclusiveLock);
+		if (lock_key_of(name, &again) && again == key)
+			return;
+		UnlockDatabaseObject(relid, key, lock_subid(), ExclusiveLock);
+	}
 }
 
-/* The same lock, only if it is free now. */
+/* The same lock, only if it is free now (true: no such pipeline). */
 bool
 catalog_try_lock_pipeline(const char *name)
 {
-	return ConditionalLockDatabaseObject(catalog_relid(), pipeline_lock_key_of(name), 0,
-										 ExclusiveLock);
+	Oid			relid = catalog_relid();
+	Oid			key;
+	Oid			again;
+
+	while (lock_key_of(name, &key))
+	{
+		if (!ConditionalLockDatabaseObject(relid, key, lock_subid(), ExclusiveLock))
+			return false;
+		if (lock_key_of(name, &again) && again == key)
+			return true;
+		UnlockDatabaseObject(relid, key, lock_subid(), ExclusiveLock);
+	}
+	return true;
 }
 
 const char *

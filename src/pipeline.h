@@ -105,7 +105,6 @@ extern const char *catalog_search_path;
 
 /* catalog.c: reading and writing pipeline.pipelines and pipeline.runs */
 extern Oid	catalog_relid(void);
-extern Oid	pipeline_lock_key_of(const char *name);
 extern void catalog_lock_pipeline(const char *name);
 extern bool catalog_try_lock_pipeline(const char *name);
 extern Pipeline *catalog_read_pipeline(const char *name, bool missing_ok);

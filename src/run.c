@@ -555,6 +555,51 @@ pipeline_explain(PG_FUNCTION_ARGS)
  * watermark_lag). Visible pipelines only: NULL for one the caller does not
  * own, so pipeline.status can call it on every row.
  */
+/*
+ * watermark_lag in a subtransaction: it runs the owner's source (a view of
+ * theirs, say), and one source that fails must not make pipeline.status
+ * fail for every reader. Its lag is NULL then, with a WARNING.
+ */
+static char *
+lag_or_warning(const Pipeline *p)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile lag = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		char	   *value = watermark_lag(p);
+
+		lag = value ? MemoryContextStrdup(oldcontext, value) : NULL;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (is_interrupt(edata))
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("lag of pipeline \"%s\" is unknown: %s", p->name, edata->message)));
+		FreeErrorData(edata);
+		lag = NULL;
+	}
+	PG_END_TRY();
+	return lag;
+}
+
 Datum
 pipeline_lag(PG_FUNCTION_ARGS)
 {
@@ -566,7 +611,7 @@ pipeline_lag(PG_FUNCTION_ARGS)
 	SPI_connect();
 	p = catalog_read_pipeline(name, true);
 	if (p && p->mode != LOAD_CDC && has_privs_of_role(GetUserId(), p->owner))
-		lag = watermark_lag(p);
+		lag = lag_or_warning(p);
 	if (lag)
 		lag = MemoryContextStrdup(callcontext, lag);
 	SPI_finish();

@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(17);
+SELECT plan(19);
 
 CREATE ROLE tap_mallory;
 CREATE ROLE tap_victim;
@@ -167,6 +167,19 @@ SELECT throws_ok($$ INSERT INTO pipeline.contract_rules (pipeline, owner, rule, 
                     VALUES ('p_leak', 'tap_mallory', 'id.not_null', 'not_null', 'id', NULL) $$,
                  '23502', NULL, 'a rule needs an argument (JSON null at least)');
 RESET ROLE;
+
+-- One owner's failing source does not make pipeline.status fail for the
+-- superuser (its lag runs that source's view): that row's lag is NULL.
+SET ROLE tap_mallory;
+CREATE FUNCTION m.broken() RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'broken source'; END $$;
+CREATE TABLE m.s7 (id int);
+INSERT INTO m.s7 VALUES (1);
+CREATE VIEW m.v7 AS SELECT id FROM m.s7 WHERE m.broken();
+SELECT pipeline_create('p_broken', 'm.v7', 'm.d3', watermark => 'id');
+RESET ROLE;
+SELECT ok((SELECT count(*) FROM pipeline.status) > 1, 'pipeline.status lists every pipeline although one source fails');
+SELECT is((SELECT lag FROM pipeline.status WHERE pipeline = 'p_broken'), NULL, 'and the failing one''s lag is unknown');
 
 SELECT * FROM finish();
 ROLLBACK;

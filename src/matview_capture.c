@@ -94,13 +94,13 @@ log_sql(const CaptureEntry *e, bool new_rows)
 	for (int i = 1; i <= mv->nkeys; i++)
 	{
 		appendStringInfo(&cols, ", k%d", i);
-		appendStringInfo(&aggs, ", array_agg(c.k%d)", i);
+		appendStringInfo(&aggs, ", pg_catalog.array_agg(c.k%d)", i);
 	}
 	/* the algebraic path only reads the arguments of inserted rows */
 	for (int i = 1; new_rows && i <= mv->nargs; i++)
 	{
 		appendStringInfo(&cols, ", a%d", i);
-		appendStringInfo(&aggs, ", array_agg(c.a%d)", i);
+		appendStringInfo(&aggs, ", pg_catalog.array_agg(c.a%d)", i);
 	}
 	/* groups to recompute need each key once: hashing here is cheaper than the log */
 	if (new_rows && mv->algebraic)
@@ -116,7 +116,7 @@ log_sql(const CaptureEntry *e, bool new_rows)
 		distinct = mv->nkeys > 0 ? keys.data : "*";
 	}
 	return psprintf("INSERT INTO %s (%s) SELECT %s FROM (SELECT %s FROM (%s) c) c "
-					"HAVING count(*) > 0",
+					"HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
 					matview_log_name(mv->id), cols.data, aggs.data, distinct,
 					new_rows ? e->capture_new : e->capture_old);
 }

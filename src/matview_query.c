@@ -10,7 +10,7 @@
  * statements that maintain the view are built by editing the raw parse
  * tree (so a predicate is written once, as SQL would), analysed as the
  * owner, and deparsed by ruleutils into text that resolves the same way
- * under the owner's pinned search_path.
+ * under search_path "pg_catalog, pg_temp", which maintenance pins.
  *
  * Three statements come out:
  *   capture   per base table: SELECT k1..kn, a1..am over the changed rows
@@ -483,8 +483,9 @@ find_deltas(MatView *mv, Analysis *a)
 }
 
 /*
- * Query text with every name outside pg_catalog schema-qualified, so that
- * it means the same under any search_path.
+ * Query text with every name outside pg_catalog schema-qualified. It is run
+ * under the same search_path, "pg_catalog, pg_temp" (matview_enter), so it
+ * means exactly what the analysed query meant.
  */
 static char *
 deparse(Query *q)
@@ -492,7 +493,7 @@ deparse(Query *q)
 	int			level = NewGUCNestLevel();
 	char	   *sql;
 
-	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+	(void) set_config_option("search_path", catalog_search_path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	sql = pg_get_querydef(q, false);
 	AtEOXact_GUC(true, level);

@@ -62,6 +62,36 @@ is "$(qo "SELECT string_agg(kind || ':' || coalesce(wal_status, '-'), ',' ORDER 
   "matview:-,pipeline:-" "pipeline.status of 0.3 has the slot columns"
 
 # 0.3 to 0.4: security and correctness fixes
+# A 0.3 change log belongs to the view's owner, who may have dressed it up.
+cluster_psql test "$PORT" -q -c "DROP ROLE IF EXISTS pipeline_upgrade_mv" -c "CREATE ROLE pipeline_upgrade_mv LOGIN" 2>/dev/null
+mv_owner_setup="CREATE SCHEMA mvu AUTHORIZATION pipeline_upgrade_mv;
+SET ROLE pipeline_upgrade_mv;
+CREATE TABLE mvu.t (g int, v int);
+INSERT INTO mvu.t VALUES (1, 1), (1, 2), (2, 3);
+SELECT pipeline_create_matview('mvu.per_g', 'SELECT g, count(*) AS n, sum(v) AS s FROM mvu.t GROUP BY g');
+INSERT INTO mvu.t VALUES (2, 4);"
+cluster_psql test "$PORT" -d "$OLD" -q >/dev/null <<SQL
+$mv_owner_setup
+RESET ROLE;
+-- as the 0.3 library created it
+DO \$\$ BEGIN EXECUTE format('ALTER TABLE pipeline.matview_log_%s OWNER TO pipeline_upgrade_mv',
+                             (SELECT id FROM pipeline.matviews WHERE relation = 'mvu.per_g'::regclass)); END \$\$;
+SET ROLE pipeline_upgrade_mv;
+CREATE FUNCTION mvu.f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+DO \$\$
+DECLARE log text := (SELECT 'pipeline.matview_log_' || id FROM pipeline.matviews WHERE relation = 'mvu.per_g'::regclass);
+BEGIN
+  EXECUTE format('CREATE TRIGGER x BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mvu.f()', log);
+  EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', log);
+  EXECUTE format('CREATE POLICY p ON %s USING (true)', log);
+  EXECUTE format('CREATE STATISTICS mvu.s ON sign, k1 FROM %s', log);
+  EXECUTE format('ALTER TABLE %s ADD COLUMN extra int DEFAULT 1', log);
+  EXECUTE format('GRANT ALL ON %s TO PUBLIC', log);
+END \$\$;
+SQL
+log_of="(SELECT ('pipeline.matview_log_' || id)::regclass FROM pipeline.matviews WHERE relation = 'mvu.per_g'::regclass)"
+is "$(qo "SELECT count(*) FROM pg_trigger WHERE tgrelid = $log_of") $(qo "SELECT relowner::regrole FROM pg_class WHERE oid = $log_of")" \
+  "1 pipeline_upgrade_mv" "a 0.3 change log, owned and altered by the view's owner"
 qo "ALTER EXTENSION pipeline UPDATE TO '0.4'" >/dev/null
 ok $? "ALTER EXTENSION pipeline UPDATE TO '0.4'"
 is "$(qo "SELECT extversion FROM pg_extension WHERE extname = 'pipeline'")" "0.4" "version 0.4 after the update"
@@ -71,6 +101,17 @@ is "$(qo "SELECT status || ' ' || rows_loaded FROM pipeline_run('copy')")" "succ
 
 # the updated extension has the objects and definitions of a fresh install
 cluster_psql test "$PORT" -d "$NEW" -q -c "CREATE EXTENSION pipeline" >/dev/null
+cluster_psql test "$PORT" -d "$NEW" -q -c "$mv_owner_setup" >/dev/null
+log_desc="SELECT c.relkind, c.relowner = (SELECT relowner FROM pg_class WHERE oid = 'pipeline.pipelines'::regclass),
+                 c.relacl, c.relrowsecurity, c.relforcerowsecurity, c.relhasrules,
+                 (SELECT count(*) FROM pg_trigger WHERE tgrelid = c.oid), (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid),
+                 (SELECT count(*) FROM pg_statistic_ext WHERE stxrelid = c.oid),
+                 (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attstorage::text || ' ' || atthasdef, ','
+                                    ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
+          FROM pg_class c WHERE c.oid = $log_of"
+is "$(qo "$log_desc")" "$(qn "$log_desc")" "a change log of 0.3 is repaired into the table a fresh install creates"
+is "$(qo "SELECT changes FROM pipeline_refresh('mvu.per_g')") $(qo "SELECT string_agg(g || ':' || n || ':' || s, ',' ORDER BY g) FROM mvu.per_g")" \
+  "1 1:2:3,2:2:7" "and its pending change is applied"
 members="SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
          WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
            AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pipeline') ORDER BY 1"
@@ -91,5 +132,5 @@ is "$(qo "SELECT array_length(extconfig, 1) FROM pg_extension WHERE extname = 'p
   "$(qn "SELECT array_length(extconfig, 1) FROM pg_extension WHERE extname = 'pipeline'")" \
   "the same tables kept by pg_dump"
 
-cluster_psql test "$PORT" -q -c "DROP DATABASE $OLD" -c "DROP DATABASE $NEW"
+cluster_psql test "$PORT" -q -c "DROP DATABASE $OLD" -c "DROP DATABASE $NEW" -c "DROP ROLE pipeline_upgrade_mv"
 done_testing

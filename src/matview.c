@@ -278,9 +278,34 @@ typedef struct GroupParams
 } GroupParams;
 
 /*
+ * The end of the range of the last bucket b = max(k): b + step, or for a
+ * calendar unit on timestamptz the start of the bucket of b + step. Where
+ * a day starts at 01:00 because DST begins at midnight (America/Santiago),
+ * b + 1 day is 01:00 of the next day, an hour into the next bucket.
+ * (date_bin's buckets have a fixed width, recorded as a time, not days.)
+ */
+static char *
+range_end(const char *step, Oid type)
+{
+	static const char *const units[][2] = {
+		{"day", "'1 day'::interval"}, {"week", "'7 days'::interval"},
+		{"month", "'1 month'::interval"}, {"quarter", "'3 months'::interval"},
+		{"year", "'1 year'::interval"}};
+	const char *end = psprintf("pg_catalog.max(k) OPERATOR(pg_catalog.+) %s", step);
+
+	if (type == TIMESTAMPTZOID)
+		for (int i = 0; i < lengthof(units); i++)
+			if (strcmp(step, units[i][1]) == 0)
+				return psprintf("pg_catalog.date_trunc('%s', %s)", units[i][0], end);
+	return (char *) end;
+}
+
+/*
  * The groups to recompute, as the parameters of the recompute query: per
  * key, its distinct values (hashed, in a CTE over the delta) and for a
- * time bucket the range they span, exact when they are contiguous.
+ * time bucket the range they span, exact when they are contiguous. An
+ * infinite bucket has no range: like a NULL one, it turns the range off
+ * (the flag also recomputes the NULL group, which is harmless).
  */
 static GroupParams
 groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
@@ -322,15 +347,17 @@ groups_to_recompute(const MatView *mv, const char *delta, Snapshot snapshot)
 		g.types[base + 4] = BOOLOID;
 		appendStringInfo(&ctes, ", k%d AS (SELECT DISTINCT k%d AS k FROM d)", k, k);
 		appendStringInfo(&sql, ", (SELECT pg_catalog.array_agg(k) FROM k%d WHERE k IS NOT NULL), "
-						 "(SELECT coalesce(pg_catalog.bool_or(k IS NULL), false) FROM k%d)", k, k);
+						 "(SELECT coalesce(pg_catalog.bool_or(k IS NULL%s), false) FROM k%d)",
+						 k, col->range_step ? " OR NOT pg_catalog.isfinite(k)" : "", k);
 		if (col->range_step)
 			appendStringInfo(&sql, ", (SELECT pg_catalog.min(k) FROM k%d), "
-							 "(SELECT pg_catalog.max(k) OPERATOR(pg_catalog.+) %s FROM k%d), "
+							 "(SELECT %s FROM k%d), "
 							 "(SELECT coalesce((pg_catalog.min(k) OPERATOR(pg_catalog.+) "
 							 "((pg_catalog.count(k) OPERATOR(pg_catalog.-) 1) "
 							 "OPERATOR(pg_catalog.*) %s)) OPERATOR(pg_catalog.=) pg_catalog.max(k) "
-							 "AND NOT pg_catalog.bool_or(k IS NULL), false) FROM k%d)",
-							 k, col->range_step, k, col->range_step, k);
+							 "AND NOT pg_catalog.bool_or(k IS NULL OR NOT pg_catalog.isfinite(k)), false) "
+							 "FROM k%d)",
+							 k, range_end(col->range_step, type), k, col->range_step, k);
 	}
 	appendStringInfo(&ctes, " %s", sql.data);
 	execute(ctes.data, 0, NULL, NULL, NULL, snapshot);

@@ -48,6 +48,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 static const char *view_name;
 
@@ -284,11 +285,24 @@ bucket_step(Query *q, Node *expr, Var **column)
 				return psprintf("'%s'::interval", units[i][1]);
 		return NULL;
 	}
+	/*
+	 * date_bin's bins are the stride long in absolute time, a day being 24
+	 * hours: the step is recorded as a time ('24:00:00'), since b + '1 day'
+	 * on a timestamptz is 23 or 25 hours across a DST change.
+	 */
 	if (strcmp(fname, "date_bin") == 0 && list_length(f->args) == 3 &&
 		c->consttype == INTERVALOID)
+	{
+		Interval   *stride = DatumGetIntervalP(c->constvalue);
+		Interval	width = {0};
+
+		if (stride->month != 0)
+			return NULL;		/* refused by date_bin itself */
+		width.time = stride->time + stride->day * USECS_PER_DAY;
 		return psprintf("%s::interval",
 						quote_literal_cstr(OidOutputFunctionCall(F_INTERVAL_OUT,
-																 c->constvalue)));
+																 IntervalPGetDatum(&width))));
+	}
 	return NULL;
 }
 

@@ -69,11 +69,15 @@ SET ROLE pipeline_upgrade_mv;
 CREATE TABLE mvu.t (g int, v int);
 INSERT INTO mvu.t VALUES (1, 1), (1, 2), (2, 3);
 SELECT pipeline_create_matview('mvu.per_g', 'SELECT g, count(*) AS n, sum(v) AS s FROM mvu.t GROUP BY g');
-INSERT INTO mvu.t VALUES (2, 4);"
+INSERT INTO mvu.t VALUES (2, 4);
+CREATE TABLE mvu.e (ts timestamptz);
+SELECT pipeline_create_matview('mvu.per_day', \$\$SELECT date_bin('1 day', ts, '2026-01-01') AS day, count(*) AS n FROM mvu.e GROUP BY 1\$\$);"
 cluster_psql test "$PORT" -d "$OLD" -q >/dev/null <<SQL
 $mv_owner_setup
 RESET ROLE;
--- as the 0.3 library created it
+-- as the 0.3 library created it: the log owned by the view's owner, date_bin's step in days
+UPDATE pipeline.matviews SET columns = replace(columns::text, '24:00:00', '1 day')::jsonb
+WHERE relation = 'mvu.per_day'::regclass;
 DO \$\$ BEGIN EXECUTE format('ALTER TABLE pipeline.matview_log_%s OWNER TO pipeline_upgrade_mv',
                              (SELECT id FROM pipeline.matviews WHERE relation = 'mvu.per_g'::regclass)); END \$\$;
 SET ROLE pipeline_upgrade_mv;
@@ -110,6 +114,8 @@ log_desc="SELECT c.relkind, c.relowner = (SELECT relowner FROM pg_class WHERE oi
                                     ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
           FROM pg_class c WHERE c.oid = $log_of"
 is "$(qo "$log_desc")" "$(qn "$log_desc")" "a change log of 0.3 is repaired into the table a fresh install creates"
+steps="SELECT columns FROM pipeline.matviews WHERE relation = 'mvu.per_day'::regclass"
+is "$(qo "$steps")" "$(qn "$steps")" "date_bin's step of 0.3 (1 day) is recorded as a fresh install records it (24:00:00)"
 is "$(qo "SELECT changes FROM pipeline_refresh('mvu.per_g')") $(qo "SELECT string_agg(g || ':' || n || ':' || s, ',' ORDER BY g) FROM mvu.per_g")" \
   "1 1:2:3,2:2:7" "and its pending change is applied"
 members="SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend

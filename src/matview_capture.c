@@ -21,6 +21,7 @@
 #include "pipeline.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -41,6 +42,7 @@ typedef struct CaptureEntry
 	char	   *capture_new;	/* this base table's capture SELECT over the
 								 * new rows (transition table __pipeline_new) */
 	char	   *capture_old;	/* ... over the old rows (__pipeline_old) */
+	int			base_index;		/* this base table's place in mv->bases */
 	SPIPlanPtr	log_new;		/* deferred: log the new rows */
 	SPIPlanPtr	log_old;		/* deferred: log the old rows */
 	SPIPlanPtr	merge_new;		/* immediate, algebraic: merge inserted rows */
@@ -232,6 +234,7 @@ capture_entry(TriggerData *td)
 	memset(e, 0, sizeof(CaptureEntry));
 	e->trigger = td->tg_trigger->tgoid;
 	e->mv = mv;
+	e->base_index = index;
 	old = MemoryContextSwitchTo(capture_context);
 	e->capture_new = capture_of(list_nth(mv->capture, index), "__pipeline_new");
 	e->capture_old = capture_of(list_nth(mv->capture, index), "__pipeline_old");
@@ -269,10 +272,38 @@ log_full_recompute(const MatView *mv)
  * the statement left them, not as they were, so a group that lost rows may
  * be missing from the log: the next refresh recomputes the whole view.
  */
+/*
+ * Writers of different base tables of a deferred join view go one at a
+ * time. A writer's capture joins its rows with the other tables as its
+ * snapshot shows them: a fact inserted while another transaction moves its
+ * dimension row to another group would be keyed to the old group, and the
+ * dimension's capture would not see the fact. Per view and base table i,
+ * a writer of i takes a ShareLock on object (view, i) and a
+ * RowExclusiveLock on the others, until commit: writers of one table do
+ * not wait for each other, writers of two tables do, and the capture that
+ * waited takes its snapshot after the other committed. Under REPEATABLE
+ * READ the snapshot is older than the wait: the log asks for a full
+ * recompute instead.
+ */
+static bool
+serialize_join_writers(const CaptureEntry *e)
+{
+	const MatView *mv = e->mv;
+
+	if (list_length(mv->bases) < 2)
+		return true;
+	for (int i = 0; i < list_length(mv->bases); i++)
+		LockDatabaseObject(RelationRelationId, mv->relid, i + 1,
+						   i == e->base_index ? ShareLock : RowExclusiveLock);
+	return !IsolationUsesXactSnapshot();
+}
+
 static void
 log_changes(CaptureEntry *e, TriggerData *td, StatementKind kind)
 {
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event) || kind == OTHER_TABLE)
+	bool		fresh = serialize_join_writers(e);
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event) || kind == OTHER_TABLE || !fresh)
 		log_full_recompute(e->mv);
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		return;

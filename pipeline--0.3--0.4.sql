@@ -117,6 +117,35 @@ SET columns = (SELECT jsonb_agg(CASE WHEN c ? 'range_step' THEN
                FROM jsonb_array_elements(m.columns) WITH ORDINALITY e(c, n))
 WHERE m.full_query LIKE '%date_bin(%' AND m.full_query NOT LIKE '%date_trunc(%';
 
+/*
+ * Writers of an immediate view lock it before their statement locks rows
+ * (issue 13, the deadlocks): a BEFORE statement trigger per base table, as
+ * pipeline_create_matview now creates it, going with the view.
+ */
+DO $matview_locks$
+DECLARE
+    m record;
+    base regclass;
+    name text;
+BEGIN
+    FOR m IN SELECT id, relation, base_tables FROM pipeline.matviews WHERE refresh = 'immediate' ORDER BY id
+    LOOP
+        name := 'pipeline_matview_' || m.id || '_lock';
+        FOREACH base IN ARRAY m.base_tables LOOP
+            CONTINUE WHEN EXISTS (SELECT FROM pg_trigger WHERE tgrelid = base AND tgname = name);
+            EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION pg_catalog.pipeline_matview_capture(%L)',
+                           name, base, m.id);
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', base, name);
+            -- DROP TABLE of the view takes it along, as recordDependencyOn does for the others
+            INSERT INTO pg_depend (classid, objid, objsubid, refclassid, refobjid, refobjsubid, deptype)
+            SELECT 'pg_trigger'::regclass, t.oid, 0, 'pg_class'::regclass, m.relation, 0, 'a'
+            FROM pg_trigger t WHERE t.tgrelid = base AND t.tgname = name;
+        END LOOP;
+    END LOOP;
+END
+$matview_locks$;
+
 
 -- ---------------------------------------------------------------------
 -- Pipelines: batches, lag, contracts and conversion

@@ -898,7 +898,11 @@ static const char *const trigger_events[][2] = {
 	{"ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS __pipeline_new"},
 	{"upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS __pipeline_old NEW TABLE AS __pipeline_new"},
 	{"del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS __pipeline_old"},
-	{"trunc", "AFTER TRUNCATE ON %s"}};
+	{"trunc", "AFTER TRUNCATE ON %s"},
+	/* immediate views only: see pipeline_matview_capture */
+	{"lock", "BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s"}};
+
+#define LOCK_TRIGGER (lengthof(trigger_events) - 1)
 
 static char *
 trigger_name(const MatView *mv, int event)
@@ -946,6 +950,8 @@ create_triggers(const MatView *mv)
 		{
 			ObjectAddress trigger;
 
+			if (e == LOCK_TRIGGER && !mv->immediate)
+				continue;
 			execute(psprintf("CREATE TRIGGER %s %s FOR EACH STATEMENT "
 							 "EXECUTE FUNCTION pg_catalog.pipeline_matview_capture('" INT64_FORMAT "')",
 							 quote_identifier(trigger_name(mv, e)),

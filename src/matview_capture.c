@@ -405,9 +405,8 @@ pipeline_matview_capture(PG_FUNCTION_ARGS)
 	IdentityFrame frame;
 	StatementKind kind;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
-		!TRIGGER_FIRED_AFTER(td->tg_event))
-		elog(ERROR, "pipeline_matview_capture must be an AFTER ... FOR EACH STATEMENT trigger");
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		elog(ERROR, "pipeline_matview_capture must be a FOR EACH STATEMENT trigger");
 	e = captures ? hash_search(captures, &td->tg_trigger->tgoid, HASH_FIND, NULL) : NULL;
 	if (e == NULL)
 	{
@@ -415,6 +414,18 @@ pipeline_matview_capture(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_connect failed");
 		e = capture_entry(td);
 		SPI_finish();
+	}
+	/*
+	 * Before the statement of an immediate view's writer: its lock on the
+	 * view, taken before the statement locks rows of the base table. Taken
+	 * after, by the capture, two writers could each hold a row the other
+	 * wants while one holds the view (40P01 in multi-statement transactions).
+	 */
+	if (TRIGGER_FIRED_BEFORE(td->tg_event))
+	{
+		if (e->mv->immediate)
+			lock_immediate_view(e->mv);
+		return PointerGetDatum(NULL);
 	}
 	if (!TRIGGER_FIRED_BY_TRUNCATE(td->tg_event) &&
 		!has_rows(td->tg_oldtable) && !has_rows(td->tg_newtable))

@@ -138,5 +138,24 @@ qd "UPDATE s_d1 SET cat = 'v' WHERE id = 2" >/dev/null
 release; wait $b
 is "$(race_mismatches)" "0 0" "a REPEATABLE READ writer's change is applied by a full recompute"
 
+# Two writers of an immediate view, each locking a row the other wants
+# next: the view's lock comes before the rows, so the second waits for the
+# first instead of deadlocking with it (40P01).
+qd "CREATE TABLE dl (id int PRIMARY KEY, g int, v int); INSERT INTO dl VALUES (1, 1, 1), (2, 2, 2);
+    SELECT pipeline_create_matview('dl_now', 'SELECT g, count(*) AS n, sum(v) AS s FROM dl GROUP BY g', 'immediate')" >/dev/null
+hold
+qd "BEGIN; UPDATE dl SET v = v + 1 WHERE id = 1; SELECT pg_advisory_lock(1); UPDATE dl SET v = v + 1 WHERE id = 2; COMMIT" \
+  >/dev/null 2>"$work/dl1.err" &
+first=$!
+wait_for_advisory
+qd "BEGIN; UPDATE dl SET v = v + 10 WHERE id = 2; UPDATE dl SET v = v + 10 WHERE id = 1; COMMIT" >/dev/null 2>"$work/dl2.err" &
+second=$!
+until [ "$(qd "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND relation = 'dl_now'::regclass AND NOT granted")" = 1 ]; do
+  sleep 0.05
+done
+release; wait $first; rc1=$?; wait $second; rc2=$?
+is "$rc1/$rc2 $(cat "$work"/dl?.err)" "0/0 " "crossing writers of an immediate view wait for each other, without a deadlock"
+is "$(qd "SELECT string_agg(g || ':' || n || ':' || s, ',' ORDER BY g) FROM dl_now")" "1:1:12,2:1:13" "and both are applied"
+
 cluster_psql test "$PORT" -q -c "DROP DATABASE $DB" 2>/dev/null
 done_testing

@@ -71,13 +71,17 @@ INSERT INTO mvu.t VALUES (1, 1), (1, 2), (2, 3);
 SELECT pipeline_create_matview('mvu.per_g', 'SELECT g, count(*) AS n, sum(v) AS s FROM mvu.t GROUP BY g');
 INSERT INTO mvu.t VALUES (2, 4);
 CREATE TABLE mvu.e (ts timestamptz);
-SELECT pipeline_create_matview('mvu.per_day', \$\$SELECT date_bin('1 day', ts, '2026-01-01') AS day, count(*) AS n FROM mvu.e GROUP BY 1\$\$);"
+SELECT pipeline_create_matview('mvu.per_day', \$\$SELECT date_bin('1 day', ts, '2026-01-01') AS day, count(*) AS n FROM mvu.e GROUP BY 1\$\$);
+SELECT pipeline_create_matview('mvu.now_g', 'SELECT g, count(*) AS n FROM mvu.t GROUP BY g', 'immediate');"
 cluster_psql test "$PORT" -d "$OLD" -q >/dev/null <<SQL
 $mv_owner_setup
 RESET ROLE;
 -- as the 0.3 library created it: the log owned by the view's owner, date_bin's step in days
 UPDATE pipeline.matviews SET columns = replace(columns::text, '24:00:00', '1 day')::jsonb
 WHERE relation = 'mvu.per_day'::regclass;
+-- and without the BEFORE trigger of an immediate view
+DO \$\$ BEGIN EXECUTE format('DROP TRIGGER pipeline_matview_%s_lock ON mvu.t',
+                             (SELECT id FROM pipeline.matviews WHERE relation = 'mvu.now_g'::regclass)); END \$\$;
 DO \$\$ BEGIN EXECUTE format('ALTER TABLE pipeline.matview_log_%s OWNER TO pipeline_upgrade_mv',
                              (SELECT id FROM pipeline.matviews WHERE relation = 'mvu.per_g'::regclass)); END \$\$;
 SET ROLE pipeline_upgrade_mv;
@@ -114,6 +118,13 @@ log_desc="SELECT c.relkind, c.relowner = (SELECT relowner FROM pg_class WHERE oi
                                     ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
           FROM pg_class c WHERE c.oid = $log_of"
 is "$(qo "$log_desc")" "$(qn "$log_desc")" "a change log of 0.3 is repaired into the table a fresh install creates"
+triggers="SELECT string_agg(regexp_replace(t.tgname, '[0-9]+', 'N') || ' ' || t.tgenabled::text || ' ' || t.tgtype
+                            || ' ' || coalesce(d.deptype::text, '-'), ',' ORDER BY t.tgname)
+          FROM pg_trigger t LEFT JOIN pg_depend d ON d.classid = 'pg_trigger'::regclass AND d.objid = t.oid
+               AND d.refobjid = 'mvu.now_g'::regclass
+          WHERE t.tgrelid = 'mvu.t'::regclass AND t.tgname ~ ('^pipeline_matview_' || (SELECT id FROM pipeline.matviews WHERE relation = 'mvu.now_g'::regclass) || '_')"
+is "$(qo "$triggers")" "$(qn "$triggers")" "an immediate view of 0.3 gets the BEFORE trigger of a fresh install"
+is "$(qo "$triggers" | grep -o '_lock A [0-9]* a')" "_lock A 62 a" "enabled always, going with the view"
 steps="SELECT columns FROM pipeline.matviews WHERE relation = 'mvu.per_day'::regclass"
 is "$(qo "$steps")" "$(qn "$steps")" "date_bin's step of 0.3 (1 day) is recorded as a fresh install records it (24:00:00)"
 is "$(qo "SELECT changes FROM pipeline_refresh('mvu.per_g')") $(qo "SELECT string_agg(g || ':' || n || ':' || s, ',' ORDER BY g) FROM mvu.per_g")" \

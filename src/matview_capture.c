@@ -267,12 +267,6 @@ log_full_recompute(const MatView *mv)
 }
 
 /*
- * A second base table changed by the statement (writable CTE, cascading
- * foreign key): the captures keyed old rows against the other tables as
- * the statement left them, not as they were, so a group that lost rows may
- * be missing from the log: the next refresh recomputes the whole view.
- */
-/*
  * Writers of different base tables of a deferred join view go one at a
  * time. A writer's capture joins its rows with the other tables as its
  * snapshot shows them: a fact inserted while another transaction moves its
@@ -298,6 +292,13 @@ serialize_join_writers(const CaptureEntry *e)
 	return !IsolationUsesXactSnapshot();
 }
 
+/*
+ * Log one trigger's rows. After a capture of another base table in the
+ * same statement (writable CTE, cascading foreign key), the captures keyed
+ * old rows against the other tables as the statement left them, not as
+ * they were, so a group that lost rows may be missing from the log: the
+ * next refresh recomputes the whole view.
+ */
 static void
 log_changes(CaptureEntry *e, TriggerData *td, StatementKind kind)
 {

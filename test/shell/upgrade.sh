@@ -149,5 +149,26 @@ is "$(qo "SELECT array_length(extconfig, 1) FROM pg_extension WHERE extname = 'p
   "$(qn "SELECT array_length(extconfig, 1) FROM pg_extension WHERE extname = 'pipeline'")" \
   "the same tables kept by pg_dump"
 
-cluster_psql test "$PORT" -q -c "DROP DATABASE $OLD" -c "DROP DATABASE $NEW" -c "DROP ROLE pipeline_upgrade_mv"
+# a 0.3 change log its owner turned into a view cannot be repaired: the
+# update stops and names the view
+TAMPERED=pipeline_upgrade_tampered
+cluster_psql test "$PORT" -q -c "DROP DATABASE IF EXISTS $TAMPERED" -c "CREATE DATABASE $TAMPERED" 2>/dev/null
+cluster_psql test "$PORT" -d "$TAMPERED" -q >/dev/null <<'SQL'
+CREATE EXTENSION pipeline VERSION '0.3';
+CREATE SCHEMA mvu AUTHORIZATION pipeline_upgrade_mv;
+SET ROLE pipeline_upgrade_mv;
+CREATE TABLE mvu.t (g int);
+SELECT pipeline_create_matview('mvu.per_g', 'SELECT g, count(*) AS n FROM mvu.t GROUP BY g');
+RESET ROLE;
+ALTER TABLE pipeline.matview_log_1 OWNER TO pipeline_upgrade_mv;
+SET ROLE pipeline_upgrade_mv;
+CREATE RULE "_RETURN" AS ON SELECT TO pipeline.matview_log_1 DO INSTEAD SELECT 1::int2 AS sign, ARRAY[1] AS k1;
+SQL
+out=$(cluster_psql test "$PORT" -d "$TAMPERED" -qAt -c "ALTER EXTENSION pipeline UPDATE TO '0.4'" 2>&1)
+is "$(echo "$out" | grep -o 'ERROR:.*')" \
+  "ERROR:  the change log of materialized view mvu.per_g is no longer the table it was created as" \
+  "an update over a change log turned into a view stops and names the view"
+is "$(q test "$PORT" "$TAMPERED" "SELECT extversion FROM pg_extension WHERE extname = 'pipeline'")" "0.3" "and changes nothing"
+
+cluster_psql test "$PORT" -q -c "DROP DATABASE $OLD" -c "DROP DATABASE $NEW" -c "DROP DATABASE $TAMPERED" -c "DROP ROLE pipeline_upgrade_mv"
 done_testing

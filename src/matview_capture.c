@@ -80,7 +80,9 @@ typedef enum StatementKind
 /*
  * Which capture of the view this is in the current statement. A statement's
  * after-statement triggers (and those of the foreign key actions it causes)
- * fire under its snapshot: its transaction and command id name it.
+ * fire under its snapshot: its transaction and command id name it. Those of
+ * a statement run by a row trigger of it fire earlier, with a later
+ * command id.
  */
 static StatementKind
 statement_kind(const MatView *mv, Oid base)
@@ -103,7 +105,12 @@ statement_kind(const MatView *mv, Oid base)
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	mark = hash_search(statements, &mv->id, HASH_ENTER, &found);
-	if (!found || mark->lxid != MyProc->lxid || mark->cid != cid)
+	/*
+	 * A later command id in the mark: a statement that started after this
+	 * one (a trigger of this statement writing a base table) and whose
+	 * captures ran first. It counts as part of this statement.
+	 */
+	if (!found || mark->lxid != MyProc->lxid || mark->cid < cid)
 	{
 		mark->lxid = MyProc->lxid;
 		mark->cid = cid;

@@ -4,7 +4,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(22);
+SELECT plan(26);
 
 -- rows that differ between a view and its query, both ways (multisets)
 CREATE FUNCTION mismatches(view regclass, query text) RETURNS bigint
@@ -87,6 +87,25 @@ SELECT is(mismatches('tv_i', :'qt'), 0::bigint, 'MERGE deleting and inserting: i
 SELECT is(mismatches('tv_avg', :'qa'), 0::bigint, 'and a recomputed (non-algebraic) view');
 SELECT pipeline_refresh('tv_d');
 SELECT is(mismatches('tv_d', :'qt'), 0::bigint, 'all of them: deferred');
+-- a row trigger of one base table writing another inside the statement
+SELECT setup_s('');
+CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE d1 SET cat = 'z' WHERE id = NEW.d1; RETURN NULL; END $$;
+CREATE TRIGGER bump AFTER INSERT ON f FOR EACH ROW EXECUTE FUNCTION bump();
+INSERT INTO f VALUES (5, 2, 7);
+SELECT is(mismatches('mv_i', :'q'), 0::bigint, 'a row trigger of the fact moving its dimension: immediate');
+SELECT pipeline_refresh('mv_d');
+SELECT is(mismatches('mv_d', :'q'), 0::bigint, '... deferred');
+DROP TRIGGER bump ON f;
+CREATE FUNCTION echo() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO t VALUES (NEW.id + 1000, NEW.g, 1); RETURN NULL; END $$;
+CREATE TRIGGER echo AFTER INSERT ON t FOR EACH ROW WHEN (NEW.id < 1000) EXECUTE FUNCTION echo();
+INSERT INTO t VALUES (50, 1, 5), (51, 2, 6);
+SELECT is(mismatches('tv_i', :'qt'), 0::bigint, 'a row trigger inserting into the same table: immediate');
+SELECT pipeline_refresh('tv_d');
+SELECT is(mismatches('tv_d', :'qt'), 0::bigint, '... deferred');
+DROP TRIGGER echo ON t;
+
 -- a statement changing one table of a view recomputes its groups only
 SELECT setup_s('');
 UPDATE f SET n = n + 1 WHERE id = 1;

@@ -5,6 +5,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
 SELECT plan(26);
+SET client_min_messages = warning;
 
 -- rows that differ between a view and its query, both ways (multisets)
 CREATE FUNCTION mismatches(view regclass, query text) RETURNS bigint

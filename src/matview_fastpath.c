@@ -124,7 +124,8 @@ describe_column(FastColumn *fc, const MatView *mv, const MatViewColumn *col, int
 		Oid			argtype = exprType((Node *) ((TargetEntry *) list_nth(q->targetList,
 																		   mv->nkeys + col->arg - 1))->expr);
 		Oid			cast;
-		Operator	op = oper(NULL, list_make1(makeString("+")), fc->type, fc->type, false, -1);
+		Operator	op = oper(NULL, list_make2(makeString("pg_catalog"), makeString("+")),
+						  fc->type, fc->type, false, -1);
 
 		fmgr_info(oprfuncid(op), &fc->plus);
 		ReleaseSysCache(op);

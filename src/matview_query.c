@@ -10,7 +10,7 @@
  * statements that maintain the view are built by editing the raw parse
  * tree (so a predicate is written once, as SQL would), analysed as the
  * owner, and deparsed by ruleutils into text that resolves the same way
- * under the owner's pinned search_path.
+ * under search_path "pg_catalog, pg_temp", which maintenance pins.
  *
  * Three statements come out:
  *   capture   per base table: SELECT k1..kn, a1..am over the changed rows
@@ -48,6 +48,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 static const char *view_name;
 
@@ -284,11 +285,24 @@ bucket_step(Query *q, Node *expr, Var **column)
 				return psprintf("'%s'::interval", units[i][1]);
 		return NULL;
 	}
+	/*
+	 * date_bin's bins are the stride long in absolute time, a day being 24
+	 * hours: the step is recorded as a time ('24:00:00'), since b + '1 day'
+	 * on a timestamptz is 23 or 25 hours across a DST change.
+	 */
 	if (strcmp(fname, "date_bin") == 0 && list_length(f->args) == 3 &&
 		c->consttype == INTERVALOID)
+	{
+		Interval   *stride = DatumGetIntervalP(c->constvalue);
+		Interval	width = {0};
+
+		if (stride->month != 0)
+			return NULL;		/* refused by date_bin itself */
+		width.time = stride->time + stride->day * USECS_PER_DAY;
 		return psprintf("%s::interval",
 						quote_literal_cstr(OidOutputFunctionCall(F_INTERVAL_OUT,
-																 c->constvalue)));
+																 IntervalPGetDatum(&width))));
+	}
 	return NULL;
 }
 
@@ -483,8 +497,9 @@ find_deltas(MatView *mv, Analysis *a)
 }
 
 /*
- * Query text with every name outside pg_catalog schema-qualified, so that
- * it means the same under any search_path.
+ * Query text with every name outside pg_catalog schema-qualified. It is run
+ * under the same search_path, "pg_catalog, pg_temp" (matview_enter), so it
+ * means exactly what the analysed query meant.
  */
 static char *
 deparse(Query *q)
@@ -492,7 +507,7 @@ deparse(Query *q)
 	int			level = NewGUCNestLevel();
 	char	   *sql;
 
-	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+	(void) set_config_option("search_path", catalog_search_path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	sql = pg_get_querydef(q, false);
 	AtEOXact_GUC(true, level);

@@ -239,7 +239,7 @@ typedef struct MatView
 	char	   *query;
 	bool		immediate;
 	bool		continuous;
-	char	   *search_path;
+	char	   *search_path;	/* the creator's: the query was analysed under it */
 	char	   *timezone;
 	char	   *datestyle;
 	List	   *columns;		/* MatViewColumn, in the relation's order */

@@ -6,20 +6,29 @@
  *
  * With shared_preload_libraries = 'pipeline', a launcher starts one worker
  * per database named in pipeline.database (reread on SIGHUP) and restarts
- * a worker that exits, with a growing delay, so a broken database never
- * becomes a crash loop. A worker, in its database:
+ * a worker that exits, with a delay that doubles while the worker keeps
+ * exiting soon after its start, so a broken database never becomes a
+ * crash loop. A launcher that starts again (killed, crashed) first stops
+ * the workers of its predecessor, which it cannot manage, and the registry
+ * never admits two workers for one database. A worker, in its database:
  *
  *	- runs every continuous pipeline each poll_interval, and again at once
  *	  after a run that loaded rows (a backlog drains batch after batch);
+ *	  after a failed run it waits poll_interval * 2^failures, at most
+ *	  retry_delay, so a broken pipeline does not fail (and alert) every poll;
  *	- calls pipeline_run_due() for cascades and retries;
  *	- each run in its own transaction: an error is logged and the loop goes
  *	  on (pipeline_run itself records failed runs);
  *	- sleeps on its latch between ticks, holding no locks, so DROP
- *	  EXTENSION does not wait for it.
+ *	  EXTENSION does not wait for it;
+ *	- runs its own statements under search_path pg_catalog, pg_temp, fully
+ *	  qualified, and in READ COMMITTED whatever the database's default.
  *
  * On PostgreSQL 15 a background worker connected to a database makes DROP
- * DATABASE fail, so a ProcessUtility hook stops the database's worker
- * first; worker pids are kept in a small shared-memory registry for that.
+ * DATABASE, ALTER DATABASE RENAME and CREATE DATABASE ... TEMPLATE fail, so
+ * a ProcessUtility hook stops the database's worker first, once the caller
+ * is known to be allowed (the owner, or a superuser); worker pids are kept
+ * in a small shared-memory registry for that.
  * SIGTERM ends a worker through CHECK_FOR_INTERRUPTS: a run in progress is
  * rolled back whole.
  *
@@ -37,6 +46,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -51,6 +61,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -135,16 +146,27 @@ registry_enter(void)
 {
 	int			slot = -1;
 
+	bool		duplicate = false;
+
 	SpinLockAcquire(&registry->mutex);
-	for (int i = 0; i < max_workers && slot < 0; i++)
-		if (registry->slots[i].pid == 0)
+	for (int i = 0; i < max_workers; i++)
+	{
+		if (registry->slots[i].pid == 0 && slot < 0)
 			slot = i;
-	if (slot >= 0)
+		duplicate |= registry->slots[i].pid != 0 &&
+			registry->slots[i].database == MyDatabaseId;
+	}
+	if (slot >= 0 && !duplicate)
 	{
 		registry->slots[slot].pid = MyProcPid;
 		registry->slots[slot].database = MyDatabaseId;
 	}
 	SpinLockRelease(&registry->mutex);
+	if (duplicate)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("a pipeline worker for this database is already running"),
+				 errhint("The launcher starts again once it has stopped.")));
 	if (slot < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -167,18 +189,36 @@ registry_find(Oid database)
 	return pid;
 }
 
+/* A launcher starting again: stop every worker its predecessor left. */
+static void
+registry_stop_all(void)
+{
+	SpinLockAcquire(&registry->mutex);
+	for (int i = 0; i < max_workers; i++)
+		if (registry->slots[i].pid != 0)
+			kill(registry->slots[i].pid, SIGTERM);
+	SpinLockRelease(&registry->mutex);
+}
+
 /*
- * DROP DATABASE refuses while another process is connected: stop our
- * worker there first (the launcher waits before starting it again, and
- * does not once the database is gone).
+ * DROP DATABASE, ALTER DATABASE RENAME and CREATE DATABASE ... TEMPLATE
+ * refuse while another process is connected: stop our worker there first
+ * (the launcher waits before starting it again, and does not once the
+ * database is gone or renamed away). Only for a caller the command will
+ * accept: its owner or a superuser (RENAME and a copy need CREATEDB too);
+ * anyone else gets the command's own error, with the worker left running.
  */
 static void
-stop_worker_for_drop(const char *dbname)
+stop_worker_for(const char *dbname, bool needs_createdb)
 {
 	Oid			database = get_database_oid(dbname, true);
 	pid_t		pid;
 
 	if (!OidIsValid(database) || (pid = registry_find(database)) == 0)
+		return;
+	if (!superuser() &&
+		(!pg_database_ownercheck(database, GetUserId()) ||
+		 (needs_createdb && !have_createdb_privilege())))
 		return;
 	kill(pid, SIGTERM);
 	for (int i = 0; i < 1000 && registry_find(database) == pid; i++)
@@ -193,8 +233,25 @@ pipeline_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 ProcessUtilityContext context, ParamListInfo params,
 				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (IsA(pstmt->utilityStmt, DropdbStmt) && registry != NULL)
-		stop_worker_for_drop(((DropdbStmt *) pstmt->utilityStmt)->dbname);
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (registry != NULL && IsA(stmt, DropdbStmt))
+		stop_worker_for(((DropdbStmt *) stmt)->dbname, false);
+	else if (registry != NULL && IsA(stmt, RenameStmt) &&
+			 ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
+		stop_worker_for(((RenameStmt *) stmt)->subname, true);
+	else if (registry != NULL && IsA(stmt, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) stmt)->options)
+		{
+			DefElem    *option = lfirst(lc);
+
+			if (strcmp(option->defname, "template") == 0 && option->arg != NULL)
+				stop_worker_for(defGetString(option), true);
+		}
+	}
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
 						  queryEnv, dest, qc);
@@ -247,9 +304,13 @@ typedef struct Managed
 {
 	char		database[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;
 	TimestampTz not_before;		/* restart backoff */
-	int			restarts;
+	int			restarts;		/* quick exits in a row */
 } Managed;
+
+/* A worker that ran this long before it exited starts again at once. */
+#define HEALTHY_RUN_MS 60000
 
 static void
 start_worker(Managed *m)
@@ -272,6 +333,7 @@ start_worker(Managed *m)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &m->handle);
 	MemoryContextSwitchTo(old);
+	m->started_at = GetCurrentTimestamp();
 	if (!registered)
 	{
 		m->handle = NULL;
@@ -359,15 +421,24 @@ launcher_tick(List **managed)
 			MemoryContextSwitchTo(old);
 		}
 		if (m->handle && GetBackgroundWorkerPid(m->handle, &pid) != BGWH_STOPPED)
-		{
-			m->restarts = 0;
 			continue;			/* running or starting */
-		}
 		if (m->handle)
 		{
-			/* it stopped: wait 1, 2, 4 ... up to 60 seconds before the next start */
-			m->restarts = Min(m->restarts + 1, 6);
-			m->not_before = TimestampTzPlusMilliseconds(now, 1000L << (m->restarts - 1));
+			long		delay;
+
+			/*
+			 * It stopped. After a long healthy run, start again in a
+			 * second; after a quick exit, wait twice as long as last time,
+			 * up to a minute.
+			 */
+			if (TimestampDifferenceExceeds(m->started_at, now, HEALTHY_RUN_MS))
+				m->restarts = 0;
+			m->restarts = Min(m->restarts + 1, 7);
+			delay = Min(1000L << (m->restarts - 1), 60000L);
+			m->not_before = TimestampTzPlusMilliseconds(now, delay);
+			ereport(LOG,
+					(errmsg("pipeline worker for database \"%s\" stopped, starting it again in %ld ms",
+							m->database, delay)));
 			pfree(m->handle);
 			m->handle = NULL;
 		}
@@ -394,6 +465,8 @@ pipeline_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	/* a predecessor's workers are not ours to watch: stop them, start ours */
+	registry_stop_all();
 
 	for (;;)
 	{
@@ -423,13 +496,15 @@ typedef struct Continuous
 {
 	char	   *name;
 	long		poll_ms;
+	long		retry_delay_ms;
+	int			failures;		/* failed runs in a row */
 	TimestampTz next_run;
 } Continuous;
 
 /*
  * Run one statement in a transaction of its own; an error is reported and
  * swallowed, so that one broken pipeline never stops the worker. Returns
- * the first column of the first row as int8 (0 if none or on error). The
+ * the first column of the first row as int8 (0 if none, -1 on error). The
  * statement (with one text parameter, possibly unused) is prepared once:
  * polls are the worker's hot path.
  */
@@ -477,6 +552,7 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		result = -1;
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -499,7 +575,9 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 	{
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute("SELECT name, (extract(epoch FROM poll_interval) * 1000)::int8 "
+		if (SPI_execute("SELECT name, "
+						"(EXTRACT(epoch FROM poll_interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
+						"(EXTRACT(epoch FROM retry_delay) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
 						"FROM pipeline.pipelines WHERE enabled AND continuous ORDER BY name",
 						true, 0) == SPI_OK_SELECT)
 		{
@@ -513,10 +591,15 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 				c->name = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 				c->poll_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 2, &isnull));
+				c->retry_delay_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 3, &isnull));
 				/* keep the schedule of pipelines we already knew */
 				foreach(lc, previous)
 					if (strcmp(((Continuous *) lfirst(lc))->name, c->name) == 0)
+					{
 						c->next_run = ((Continuous *) lfirst(lc))->next_run;
+						c->failures = ((Continuous *) lfirst(lc))->failures;
+					}
 				result = lappend(result, c);
 				MemoryContextSwitchTo(old);
 			}
@@ -558,20 +641,36 @@ worker_refresh(WorkerState *state)
 	if (state->installed)
 	{
 		(void) run_in_transaction(&state->due_plan,
-								  "SELECT count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
+								  "SELECT pg_catalog.count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
 								  NULL);
 		/*
 		 * Deferred incremental views with option continuous (from version
 		 * 0.2 of the extension's SQL on: the library may be newer).
 		 */
 		if (run_in_transaction(&state->has_matviews_plan,
-							   "SELECT count(*) FROM pg_catalog.pg_proc "
-							   "WHERE proname = 'pipeline_refresh_due' AND $1 IS NULL", NULL) > 0)
+							   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc "
+							   "WHERE proname OPERATOR(pg_catalog.=) 'pipeline_refresh_due'::pg_catalog.name "
+							   "AND $1 IS NULL", NULL) > 0)
 			(void) run_in_transaction(&state->refresh_plan,
-									  "SELECT count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
+									  "SELECT pg_catalog.count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
 									  NULL);
 	}
 	state->next_refresh = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_TICK_MS);
+}
+
+/*
+ * After the n-th failed run in a row: poll_interval * 2^n, at most
+ * retry_delay (and never less than poll_interval).
+ */
+static long
+continuous_backoff_ms(const Continuous *c)
+{
+	long		cap = Max(c->retry_delay_ms, c->poll_ms);
+	long		delay = c->poll_ms;
+
+	for (int i = 0; i < c->failures && delay < cap; i++)
+		delay *= 2;
+	return Min(delay, cap);
 }
 
 /* One pass over the database; returns how long to sleep. */
@@ -594,14 +693,24 @@ worker_tick(WorkerState *state)
 
 		if (now >= c->next_run)
 		{
+			/* rows read, or -1 for a failed run (or an error around it) */
 			int64		loaded = run_in_transaction(&state->run_plan,
-													"SELECT rows_read FROM pg_catalog.pipeline_run($1, 'continuous')",
+													"SELECT CASE WHEN status OPERATOR(pg_catalog.=) 'failed' THEN -1 "
+													"ELSE rows_read END "
+													"FROM pg_catalog.pipeline_run($1, 'continuous')",
 													c->name);
 
-			/* a run that read rows may have left more: look again at once */
-			c->next_run = loaded > 0 ? now : TimestampTzPlusMilliseconds(now, c->poll_ms);
-			if (loaded > 0)
+			c->failures = loaded < 0 ? c->failures + 1 : 0;
+			if (loaded < 0)
+				c->next_run = TimestampTzPlusMilliseconds(now, continuous_backoff_ms(c));
+			else if (loaded > 0)
+			{
+				/* a run that read rows may have left more: look again at once */
+				c->next_run = now;
 				sleep_ms = 0;
+			}
+			else
+				c->next_run = TimestampTzPlusMilliseconds(now, c->poll_ms);
 		}
 		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), c->next_run));
 		CHECK_FOR_INTERRUPTS();
@@ -621,6 +730,14 @@ pipeline_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	/*
+	 * The worker's own statements resolve nothing from a schema users can
+	 * write (runs pin their owner's search_path on top of this), and runs
+	 * need READ COMMITTED whatever ALTER DATABASE set. Session-level, so a
+	 * SET inside a run can still change them, and its frame restores them.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
 	registry_enter();
 	state.context = AllocSetContextCreate(TopMemoryContext, "pipeline worker",
 										  ALLOCSET_DEFAULT_SIZES);

@@ -136,6 +136,7 @@ extern void worker_init(void);
 
 /* schedule.c: pg_cron jobs */
 extern void unschedule_dropped(const char *name);
+extern void unschedule_dropped_matview(const char *key);
 
 /* contract.c: data contract rules */
 extern List *contract_read(const Pipeline *p);

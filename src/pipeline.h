@@ -167,6 +167,7 @@ extern void check_watermark_column(Oid source, const char *column,
 								   const char *source_name);
 extern void check_lag(const Pipeline *p);
 extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
+extern int	extract_writer_wait_ms;
 extern char *batch_query(const Pipeline *p, const BatchRange *range);
 extern char *watermark_lag(const Pipeline *p);
 

@@ -19,6 +19,9 @@
  *	- calls pipeline_run_due() for cascades and retries;
  *	- each run in its own transaction: an error is logged and the loop goes
  *	  on (pipeline_run itself records failed runs);
+ *	- waits for a source's open writers a bounded time: past it the run is
+ *	  idle and the next poll tries again, so one open transaction does not
+ *	  stall the other pipelines;
  *	- sleeps on its latch between ticks, holding no locks, so DROP
  *	  EXTENSION does not wait for it;
  *	- runs its own statements under search_path pg_catalog, pg_temp, fully
@@ -78,6 +81,13 @@ static int	max_workers = 8;
 
 /* How often a worker re-reads its pipelines and runs the due ones. */
 #define IDLE_TICK_MS 1000
+
+/*
+ * The longest a run of the worker waits for its source's open writers
+ * (see extract_writer_wait_ms); a continuous run waits at most its
+ * poll_interval.
+ */
+#define WRITER_WAIT_MS 1000
 
 /* ---- the registry of running workers, in shared memory ---- */
 
@@ -693,12 +703,16 @@ worker_tick(WorkerState *state)
 
 		if (now >= c->next_run)
 		{
+			int64		loaded;
+
 			/* rows read, or -1 for a failed run (or an error around it) */
-			int64		loaded = run_in_transaction(&state->run_plan,
-													"SELECT CASE WHEN status OPERATOR(pg_catalog.=) 'failed' THEN -1 "
-													"ELSE rows_read END "
-													"FROM pg_catalog.pipeline_run($1, 'continuous')",
-													c->name);
+			extract_writer_wait_ms = Min(c->poll_ms, WRITER_WAIT_MS);
+			loaded = run_in_transaction(&state->run_plan,
+										"SELECT CASE WHEN status OPERATOR(pg_catalog.=) 'failed' THEN -1 "
+										"ELSE rows_read END "
+										"FROM pg_catalog.pipeline_run($1, 'continuous')",
+										c->name);
+			extract_writer_wait_ms = WRITER_WAIT_MS;
 
 			c->failures = loaded < 0 ? c->failures + 1 : 0;
 			if (loaded < 0)
@@ -738,6 +752,8 @@ pipeline_worker_main(Datum arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	/* one open writer must not stall every pipeline of the database */
+	extract_writer_wait_ms = WRITER_WAIT_MS;
 	registry_enter();
 	state.context = AllocSetContextCreate(TopMemoryContext, "pipeline worker",
 										  ALLOCSET_DEFAULT_SIZES);

@@ -61,6 +61,28 @@ qw "DELETE FROM src WHERE id = (SELECT max(id) FROM src); DELETE FROM dst WHERE 
 qw "DROP OPERATOR public.* (numeric, integer); DROP FUNCTION public.shadow_mul(numeric, integer);
     REVOKE CREATE ON SCHEMA public FROM PUBLIC; DROP TABLE shadow_calls; DROP ROLE shadower" >/dev/null
 
+# one open writer on one source does not stall the worker's other pipelines (issue 15, 5)
+qw "CREATE TABLE side_src (id bigserial PRIMARY KEY, v int); CREATE TABLE side_dst (id bigint, v int);
+    SELECT pipeline_create('zz_side', 'side_src', 'side_dst', watermark => 'id',
+      options => '{\"continuous\": true, \"poll_interval\": \"100 milliseconds\"}')" >/dev/null
+before=$(qw "SELECT max(id) FROM src")
+cluster_psql workers "$WPORT" -q -c "BEGIN" -c "INSERT INTO src (v) VALUES (2)" \
+  -c "SELECT pg_sleep(6) /* open writer */" -c "COMMIT" >/dev/null &
+writer=$!
+wait_until "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* open writer */' AND wait_event = 'PgSleep'" 1 5
+# a committed row after the open one: the run of live must wait for the writer
+qw "INSERT INTO src (v) VALUES (3)" >/dev/null
+sleep 0.3
+qw "INSERT INTO side_src (v) VALUES (1)" >/dev/null
+wait_until "SELECT count(*) FROM side_dst" 1 3
+ok $? "while a transaction writing into one source stays open, another pipeline's rows are delivered"
+is "$(qw "SELECT count(*) FROM dst WHERE id > $before")" 0 "and the committed row after the open one waits for it"
+wait $writer
+wait_until "SELECT count(*) FROM dst WHERE id > $before" 2 5
+ok $? "both rows are delivered once the writer commits"
+qw "SELECT pipeline_drop('zz_side'); DROP TABLE side_src, side_dst;
+    DELETE FROM src WHERE id > $before; DELETE FROM dst WHERE id > $before" >/dev/null
+
 # cascade without any scheduler: the worker runs what an upstream queued
 qw "CREATE TABLE totals (n bigint);
     SELECT pipeline_create('count_live', 'dst', 'totals', mode => 'replace', transform => 'SELECT count(*) AS n FROM batch');

@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE TABLE raw (id serial PRIMARY KEY, v int);
 CREATE TABLE stage (id int, v int);
@@ -140,6 +140,8 @@ SELECT is((SELECT array_agg(pipeline ORDER BY ordinality) FILTER (WHERE pipeline
   'pipeline_run_all runs them layer by layer');
 SELECT is((SELECT count(*) FROM pipeline_run_all() WHERE pipeline LIKE 'layer\_%' AND status = 'succeeded'),
   60::bigint, 'all 60 of them');
+SELECT throws_ok($$ SELECT pipeline_alter('layer_1_1', '{"depends_on": ["layer_20_1"]}') $$,
+  '42P17', NULL, 'a cycle through all 20 layers is found without walking every path');
 RESET statement_timeout;
 
 SELECT * FROM finish();

@@ -274,3 +274,23 @@ BEGIN
     $sql$ USING catalog_owner;
 END
 $$;
+
+/*
+ * The running background workers of the cluster and the last error of
+ * their own (outside a run's recorded failure: e.g. a database default
+ * that makes every statement fail). The error text only for superusers
+ * and members of pg_read_all_stats.
+ */
+CREATE FUNCTION pipeline_workers(OUT database name, OUT pid integer, OUT started_at timestamptz,
+    OUT errors bigint, OUT last_error_at timestamptz, OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pipeline_workers'
+LANGUAGE C STABLE;
+
+CREATE VIEW pipeline.workers AS
+SELECT w.database, w.pid, w.started_at, w.errors, w.last_error_at, w.last_error
+FROM pg_catalog.pipeline_workers() w;
+
+GRANT SELECT ON pipeline.workers TO PUBLIC;
+
+COMMENT ON VIEW pipeline.workers IS 'Running background workers and their last error outside a run';

@@ -46,6 +46,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -53,6 +54,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -91,10 +93,17 @@ static int	max_workers = 8;
 
 /* ---- the registry of running workers, in shared memory ---- */
 
+#define WORKER_ERROR_LEN 256
+
 typedef struct WorkerSlot
 {
 	Oid			database;
 	pid_t		pid;
+	TimestampTz started_at;
+	/* the last error outside a run's own handling, for pipeline.workers */
+	TimestampTz error_at;		/* 0: none */
+	int64		errors;
+	char		error[WORKER_ERROR_LEN];
 } WorkerSlot;
 
 typedef struct WorkerRegistry
@@ -104,6 +113,7 @@ typedef struct WorkerRegistry
 } WorkerRegistry;
 
 static WorkerRegistry *registry = NULL;
+static int	my_slot = -1;		/* in a worker: its slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_utility_hook = NULL;
@@ -168,8 +178,11 @@ registry_enter(void)
 	}
 	if (slot >= 0 && !duplicate)
 	{
+		memset(&registry->slots[slot], 0, sizeof(WorkerSlot));
 		registry->slots[slot].pid = MyProcPid;
 		registry->slots[slot].database = MyDatabaseId;
+		registry->slots[slot].started_at = GetCurrentTimestamp();
+		my_slot = slot;
 	}
 	SpinLockRelease(&registry->mutex);
 	if (duplicate)
@@ -183,6 +196,22 @@ registry_enter(void)
 				 errmsg("too many pipeline workers"),
 				 errhint("Raise pipeline.max_workers.")));
 	on_shmem_exit(registry_leave, Int32GetDatum(slot));
+}
+
+/*
+ * Keep an error of the worker's own (a statement that failed as a whole,
+ * not a failed run: those are in pipeline.runs) for pipeline.workers.
+ */
+static void
+registry_note_error(const char *message)
+{
+	if (my_slot < 0)
+		return;
+	SpinLockAcquire(&registry->mutex);
+	registry->slots[my_slot].error_at = GetCurrentTimestamp();
+	registry->slots[my_slot].errors++;
+	strlcpy(registry->slots[my_slot].error, message, WORKER_ERROR_LEN);
+	SpinLockRelease(&registry->mutex);
 }
 
 /* The pid of the worker connected to a database, 0 if none. */
@@ -558,10 +587,15 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *error;
+
 		MemoryContextSwitchTo(oldcontext);
+		error = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		registry_note_error(error->message);
+		FreeErrorData(error);
 		result = -1;
 	}
 	PG_END_TRY();
@@ -574,7 +608,7 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
  * extension is there at all.
  */
 static List *
-read_continuous(List *previous, MemoryContext context, bool *installed)
+read_continuous_guarded(List *previous, MemoryContext context, bool *installed)
 {
 	List	   *result = NIL;
 
@@ -618,6 +652,38 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 		PopActiveSnapshot();
 	}
 	CommitTransactionCommand();
+	return result;
+}
+
+/*
+ * An error here (the catalog unreadable) is noted for pipeline.workers and
+ * the tick does nothing; the next one reads again.
+ */
+static List *
+read_continuous(List *previous, MemoryContext context, bool *installed)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	List	   *result = NIL;
+
+	PG_TRY();
+	{
+		result = read_continuous_guarded(previous, context, installed);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		MemoryContextSwitchTo(oldcontext);
+		error = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		registry_note_error(error->message);
+		FreeErrorData(error);
+		*installed = false;
+		result = NIL;
+	}
+	PG_END_TRY();
 	return result;
 }
 
@@ -777,4 +843,56 @@ pipeline_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 		}
 	}
+}
+
+/*
+ * pipeline_workers(): one row per running worker of the cluster, with the
+ * last error of its own (outside a run's recorded failure), so an error
+ * that keeps a worker from doing anything is visible without the server
+ * log. The error text (it may quote anyone's data) only for superusers and
+ * members of pg_read_all_stats, as pg_stat_activity does for queries.
+ */
+PG_FUNCTION_INFO_V1(pipeline_workers);
+
+Datum
+pipeline_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		see_errors = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	WorkerSlot *copy;
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (registry == NULL)
+		return (Datum) 0;		/* the library is not preloaded */
+	copy = palloc(sizeof(WorkerSlot) * max_workers);
+	SpinLockAcquire(&registry->mutex);
+	for (int i = 0; i < max_workers; i++)
+		if (registry->slots[i].pid != 0)
+			copy[n++] = registry->slots[i];
+	SpinLockRelease(&registry->mutex);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		char	   *name = get_database_name(copy[i].database);
+		NameData	datname;
+
+		nulls[0] = name == NULL;
+		if (name)
+		{
+			namestrcpy(&datname, name);
+			values[0] = NameGetDatum(&datname);
+		}
+		values[1] = Int32GetDatum(copy[i].pid);
+		values[2] = TimestampTzGetDatum(copy[i].started_at);
+		values[3] = Int64GetDatum(copy[i].errors);
+		nulls[4] = copy[i].error_at == 0;
+		values[4] = TimestampTzGetDatum(copy[i].error_at);
+		nulls[5] = copy[i].error_at == 0 || !see_errors;
+		values[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(copy[i].error);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

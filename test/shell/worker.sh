@@ -177,6 +177,29 @@ qw "CREATE DATABASE wdb" >/dev/null
 wait_until "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pipeline worker' AND datname = 'wdb'" 1 15
 ok $? "a worker started for the new database listed in pipeline.database"
 
+# an error of the worker's own, outside a run's recorded failure, shows in
+# pipeline.workers (issue 15, 9): a database whose transactions are read-only
+q workers "$WPORT" wdb "CREATE EXTENSION pipeline; CREATE TABLE s (id bigserial PRIMARY KEY); CREATE TABLE d (id bigint);
+  SELECT pipeline_create('ro', 's', 'd', watermark => 'id',
+    options => '{\"continuous\": true, \"poll_interval\": \"100 milliseconds\"}');
+  INSERT INTO s DEFAULT VALUES" >/dev/null
+qwdb() { q workers "$WPORT" wdb "$1"; }
+is "$(qwdb "SELECT string_agg(database || CASE WHEN database = 'wdb' THEN ':' || errors ELSE '' END, ',' ORDER BY database) FROM pipeline.workers")" "postgres,wdb:0" \
+  "pipeline.workers lists the running workers, without errors"
+qw "ALTER DATABASE wdb SET default_transaction_read_only = on" >/dev/null
+wdb_pid=$(qw "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline worker' AND datname = 'wdb'")
+qw "SELECT pg_terminate_backend($wdb_pid)" >/dev/null
+for _ in $(seq 1 150); do
+  [ "$(qwdb "SELECT count(*) FROM pipeline.workers WHERE database = 'wdb' AND errors > 0 AND last_error LIKE '%read-only transaction%'" 2>/dev/null)" = 1 ] && break
+  sleep 0.1
+done
+is "$(qwdb "SELECT count(*) FROM pipeline.workers WHERE database = 'wdb' AND errors > 0 AND last_error LIKE '%read-only transaction%'")" 1 \
+  "a worker whose every statement fails shows its error in pipeline.workers"
+qw "CREATE ROLE watcher LOGIN" >/dev/null
+is "$(cluster_psql workers "$WPORT" -U watcher -d wdb -qAt -c "SELECT coalesce(last_error, 'hidden') FROM pipeline.workers WHERE database = 'wdb'")" \
+  "hidden" "the error text is not shown to an ordinary role"
+qw "DROP ROLE watcher; ALTER DATABASE wdb RESET default_transaction_read_only" >/dev/null
+
 # a killed launcher: the next one does not add a second worker per database (issue 15, 2)
 launcher=$(qw "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pipeline launcher'")
 qw "SELECT pg_terminate_backend($launcher)" >/dev/null

@@ -35,8 +35,8 @@
 /*
  * The state of an object's pg_cron job, for pipeline.status: 'active',
  * 'inactive', 'missing' (no such job here, or no pg_cron: a restore into
- * another database), 'role missing' (pg_cron cannot run it), 'other
- * database'. One of the two arguments names the object. NULL for objects
+ * another database), 'role missing' or 'role cannot log in' (pg_cron
+ * cannot run it), 'other database'. One of the two arguments names the object. NULL for objects
  * the caller does not own.
  */
 CREATE FUNCTION pipeline_job_state(pipeline text, matview regclass DEFAULT NULL)

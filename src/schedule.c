@@ -63,6 +63,19 @@ job_name(const char *key, bool matview)
 	return psprintf(matview ? "pipeline_view:%s" : "pipeline:%s", key);
 }
 
+/* The commands of the jobs: fixed text around the quoted name. */
+static char *
+pipeline_command(const char *name)
+{
+	return psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
+}
+
+static char *
+matview_command(const char *key)
+{
+	return psprintf("SELECT pg_catalog.pipeline_refresh(%s)", quote_literal_cstr(key));
+}
+
 /*
  * What a job is for: a pipeline (runs it) or an incremental materialized
  * view (refreshes it), locked and checked for ownership. "key" is the name
@@ -94,7 +107,7 @@ job_target(const char *name)
 		check_pipeline_owner(p);
 		t.key = name;
 		t.job = job_name(name, false);
-		t.command = psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
+		t.command = pipeline_command(name);
 		t.catalog_update = "UPDATE pipeline.pipelines SET schedule = $2 "
 			"WHERE name OPERATOR(pg_catalog.=) $1";
 		return t;
@@ -102,7 +115,7 @@ job_target(const char *name)
 	(void) open_owned_matview(name);
 	t.key = matview_job_key(view);
 	t.job = job_name(t.key, true);
-	t.command = psprintf("SELECT pg_catalog.pipeline_refresh(%s)", quote_literal_cstr(t.key));
+	t.command = matview_command(t.key);
 	t.catalog_update = "UPDATE pipeline.matviews SET schedule = $2 "
 		"WHERE relation OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 	return t;
@@ -165,23 +178,27 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 }
 
 /*
- * Remove the object's job, as the catalog's owner: only the job of that
- * name that the catalog's owner owns (see the head of this file), never a
- * job of the same name another role made itself.
+ * Remove the object's job, as the catalog's owner: the job of that name
+ * that the catalog's owner owns (see the head of this file), or one of any
+ * user with exactly the object's command (a job of 0.3, or one whose user
+ * was dropped), never another job that merely has the same name.
  */
 static uint64
-remove_jobs(const char *job)
+remove_jobs(const char *job, const char *command)
 {
 	IdentityFrame frame;
-	Oid			type = TEXTOID;
-	Datum		value = CStringGetTextDatum(job);
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 	uint64		removed;
 
+	values[0] = CStringGetTextDatum(job);
+	values[1] = CStringGetTextDatum(command);
 	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job "
 							  "WHERE jobname OPERATOR(pg_catalog.=) $1 "
-							  "AND username OPERATOR(pg_catalog.=) CURRENT_USER",
-							  1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
+							  "AND (username OPERATOR(pg_catalog.=) CURRENT_USER "
+							  "OR command OPERATOR(pg_catalog.=) $2)",
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "cron.unschedule failed for job \"%s\"", job);
 	removed = SPI_processed;
 	identity_leave(&frame);
@@ -198,7 +215,7 @@ pipeline_unschedule(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	t = job_target(name);
-	removed = cron_installed() && remove_jobs(t.job) > 0;
+	removed = cron_installed() && remove_jobs(t.job, t.command) > 0;
 	/*
 	 * A schedule without its job (restored into another database, or the
 	 * job removed by hand) is cleared all the same.
@@ -220,7 +237,7 @@ void
 unschedule_dropped(const char *name)
 {
 	if (cron_installed())
-		(void) remove_jobs(job_name(name, false));
+		(void) remove_jobs(job_name(name, false), pipeline_command(name));
 }
 
 /* So does a dropped incremental view (key: its qualified name). */
@@ -228,7 +245,7 @@ void
 unschedule_dropped_matview(const char *key)
 {
 	if (cron_installed())
-		(void) remove_jobs(job_name(key, true));
+		(void) remove_jobs(job_name(key, true), matview_command(key));
 }
 
 /*
@@ -280,9 +297,12 @@ pipeline_job_state(PG_FUNCTION_ARGS)
 		value = CStringGetTextDatum(job);
 		identity_enter_catalog(&frame);
 		if (SPI_execute_with_args("SELECT CASE "
-								  "WHEN NOT j.active THEN 'inactive' "
 								  "WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r "
 								  "  WHERE r.rolname OPERATOR(pg_catalog.=) j.username) THEN 'role missing' "
+								  "WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r "
+								  "  WHERE r.rolname OPERATOR(pg_catalog.=) j.username AND r.rolcanlogin) "
+								  "  THEN 'role cannot log in' "
+								  "WHEN NOT j.active THEN 'inactive' "
 								  "WHEN j.database OPERATOR(pg_catalog.<>) pg_catalog.current_database() "
 								  "  THEN 'other database' "
 								  "ELSE 'active' END "

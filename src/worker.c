@@ -109,6 +109,7 @@ typedef struct WorkerSlot
 typedef struct WorkerRegistry
 {
 	slock_t		mutex;
+	pid_t		launcher;		/* the launcher now running */
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerRegistry;
 
@@ -145,6 +146,7 @@ registry_startup(void)
 	if (!found)
 	{
 		SpinLockInit(&registry->mutex);
+		registry->launcher = 0;
 		memset(registry->slots, 0, mul_size(max_workers, sizeof(WorkerSlot)));
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -165,7 +167,6 @@ static void
 registry_enter(void)
 {
 	int			slot = -1;
-
 	bool		duplicate = false;
 
 	SpinLockAcquire(&registry->mutex);
@@ -228,15 +229,38 @@ registry_find(Oid database)
 	return pid;
 }
 
-/* A launcher starting again: stop every worker its predecessor left. */
+/*
+ * A launcher starting: it is the launcher now, and every worker of its
+ * predecessor (which it has no handle for) is stopped. A worker that was
+ * still starting stops by itself (see worker_orphaned).
+ */
 static void
-registry_stop_all(void)
+registry_become_launcher(void)
 {
+	pid_t	   *pids = palloc(sizeof(pid_t) * max_workers);
+	int			n = 0;
+
 	SpinLockAcquire(&registry->mutex);
+	registry->launcher = MyProcPid;
 	for (int i = 0; i < max_workers; i++)
 		if (registry->slots[i].pid != 0)
-			kill(registry->slots[i].pid, SIGTERM);
+			pids[n++] = registry->slots[i].pid;
 	SpinLockRelease(&registry->mutex);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
+	pfree(pids);
+}
+
+/* Was this worker started by a launcher that is gone? */
+static bool
+worker_orphaned(void)
+{
+	pid_t		launcher;
+
+	SpinLockAcquire(&registry->mutex);
+	launcher = registry->launcher;
+	SpinLockRelease(&registry->mutex);
+	return launcher != MyBgworkerEntry->bgw_notify_pid;
 }
 
 /*
@@ -505,7 +529,7 @@ pipeline_launcher_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	/* a predecessor's workers are not ours to watch: stop them, start ours */
-	registry_stop_all();
+	registry_become_launcher();
 
 	for (;;)
 	{
@@ -539,6 +563,24 @@ typedef struct Continuous
 	int			failures;		/* failed runs in a row */
 	TimestampTz next_run;
 } Continuous;
+
+/*
+ * In a PG_CATCH: log the error, keep it for pipeline.workers, and abort
+ * the transaction, so that the worker goes on.
+ */
+static void
+swallow_error(MemoryContext oldcontext)
+{
+	ErrorData  *error;
+
+	MemoryContextSwitchTo(oldcontext);
+	error = CopyErrorData();
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	registry_note_error(error->message);
+	FreeErrorData(error);
+}
 
 /*
  * Run one statement in a transaction of its own; an error is reported and
@@ -587,15 +629,7 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error;
-
-		MemoryContextSwitchTo(oldcontext);
-		error = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		registry_note_error(error->message);
-		FreeErrorData(error);
+		swallow_error(oldcontext);
 		result = -1;
 	}
 	PG_END_TRY();
@@ -671,15 +705,7 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error;
-
-		MemoryContextSwitchTo(oldcontext);
-		error = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		registry_note_error(error->message);
-		FreeErrorData(error);
+		swallow_error(oldcontext);
 		*installed = false;
 		result = NIL;
 	}
@@ -834,6 +860,12 @@ pipeline_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (worker_orphaned())
+		{
+			ereport(LOG, (errmsg("pipeline worker for database \"%s\" exits: its launcher was replaced",
+								 database)));
+			proc_exit(0);
 		}
 		sleep_ms = worker_tick(&state);
 		if (sleep_ms > 0)

@@ -9,7 +9,7 @@ cluster_psql test "$PORT" -d "$DB" -q >/dev/null <<'SQL'
 DROP EXTENSION IF EXISTS pipeline CASCADE;
 DROP EXTENSION IF EXISTS pg_cron CASCADE;
 DROP TABLE IF EXISTS tick_src, tick_dst, tick_events CASCADE;
-DROP ROLE IF EXISTS sched_owner, sched_admin, sched_mallory;
+DROP ROLE IF EXISTS sched_owner, sched_admin, sched_mallory, old_scheduler;
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION pipeline;
 CREATE ROLE sched_owner;
@@ -158,6 +158,31 @@ wait $due
 sed 's/^/# /' "$WORK_BASE/due.out"
 is "$(cat "$WORK_BASE/due.out")" "due_up|succeeded" "pipeline_run_due returns the upstream's run, without the dropped downstream"
 is "$(qp "SELECT count(*) FROM due_mid")" 1 "and the upstream's run is committed"
+
+# a job pg_cron cannot run (its user is gone) shows in pipeline.status, and
+# pipeline_unschedule removes it (issue 15, 3)
+qp "SELECT pipeline_schedule('alerting', '0 5 * * *')" >/dev/null
+qp "UPDATE cron.job SET username = 'ghost_role' WHERE jobname = 'pipeline:alerting'" >/dev/null
+is "$(qp "SELECT schedule_job || '|' || coalesce(next_run_at::text, 'no next run') FROM pipeline.status WHERE pipeline = 'alerting'")" \
+  "role missing|no next run" "status shows a job whose user is gone, with no next run"
+qp "SELECT pipeline_unschedule('alerting')" >/dev/null
+is "$(qp "SELECT count(*) FROM cron.job WHERE jobname = 'pipeline:alerting'")" 0 "pipeline_unschedule removes that job too"
+
+# jobs of 0.3 (owned by whoever scheduled them; a view's job named like a
+# pipeline's) are given to the catalog's owner by the update to 0.4
+qp "DROP EXTENSION pipeline CASCADE; CREATE EXTENSION pipeline VERSION '0.3';
+    CREATE ROLE old_scheduler LOGIN;
+    SELECT pipeline_create('old_tick', 'tick_src', 'tick_dst');
+    SELECT pipeline_create_matview('old_counts', 'SELECT k, count(*) AS n FROM tick_events GROUP BY k');
+    SELECT cron.schedule('pipeline:old_tick', '0 6 * * *', 'SELECT pg_catalog.pipeline_run(''old_tick'', ''cron'')');
+    SELECT cron.schedule('pipeline:public.old_counts', '0 6 * * *', 'SELECT pg_catalog.pipeline_refresh(''public.old_counts'')');
+    UPDATE cron.job SET username = 'old_scheduler' WHERE jobname LIKE 'pipeline:old%' OR jobname = 'pipeline:public.old_counts'" >/dev/null
+qp "ALTER EXTENSION pipeline UPDATE TO '0.4'" >/dev/null
+is "$(qp "SELECT string_agg(jobname || '|' || username, ',' ORDER BY jobname) FROM cron.job")" \
+  "pipeline:old_tick|postgres,pipeline_view:public.old_counts|postgres" \
+  "ALTER EXTENSION UPDATE gives 0.3's jobs to the catalog's owner and views' jobs their prefix"
+qp "SELECT pipeline_drop('old_tick'); SELECT pipeline_drop_matview('old_counts'); DROP ROLE old_scheduler" >/dev/null
+is "$(qp "SELECT count(*) FROM cron.job")" 0 "and the drops remove them"
 
 cluster_psql test "$PORT" -d "$DB" -q -c "DROP EXTENSION pipeline CASCADE" -c "DROP EXTENSION pg_cron" \
   -c "DROP TABLE tick_src, tick_dst, tick_events, cyc, cyc_a_dst, cyc_b_dst, due_src, due_mid, due_end" \

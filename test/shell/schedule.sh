@@ -9,14 +9,17 @@ cluster_psql test "$PORT" -d "$DB" -q >/dev/null <<'SQL'
 DROP EXTENSION IF EXISTS pipeline CASCADE;
 DROP EXTENSION IF EXISTS pg_cron CASCADE;
 DROP TABLE IF EXISTS tick_src, tick_dst, tick_events CASCADE;
-DROP ROLE IF EXISTS sched_owner, sched_admin, sched_mallory, old_scheduler;
+DROP SCHEMA IF EXISTS mallory, victim CASCADE;
+DROP ROLE IF EXISTS sched_owner, sched_admin, sched_mallory, sched_victim, old_scheduler;
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION pipeline;
 CREATE ROLE sched_owner;
 -- a LOGIN member of the owner schedules, and is dropped later on
 CREATE ROLE sched_admin LOGIN IN ROLE sched_owner;
 CREATE ROLE sched_mallory LOGIN;
+CREATE ROLE sched_victim LOGIN;
 CREATE SCHEMA mallory AUTHORIZATION sched_mallory;
+CREATE SCHEMA victim AUTHORIZATION sched_victim;
 CREATE TABLE tick_src (id serial PRIMARY KEY, v int);
 CREATE TABLE tick_dst (id int, v int CHECK (v > 0), who text DEFAULT current_user);
 ALTER TABLE tick_src OWNER TO sched_owner;
@@ -52,14 +55,21 @@ is "$(qp "SELECT command FROM cron.job WHERE jobname = 'pipeline_view:public.tic
 is "$(qp "SELECT schedule FROM pipeline.status WHERE pipeline = 'tick_counts'")" "* * * * *" \
   "pipeline.status shows the view's schedule"
 
-# another role's pipeline named like the view: its drop leaves the view's job (issue 11, 9)
+# two ordinary roles: the drop of mallory's pipeline named like victim's
+# view leaves the view's job (issue 11, 9)
+as_role sched_victim "CREATE TABLE victim.ev (id serial PRIMARY KEY, k int);
+  SELECT pipeline_create_matview('victim.ev_counts', 'SELECT k, count(*) AS n FROM victim.ev GROUP BY k');
+  SELECT pipeline_schedule('victim.ev_counts', '0 4 * * *')" >/dev/null
 as_role sched_mallory "CREATE TABLE mallory.s (id int); CREATE TABLE mallory.d (id int);
-  SELECT pipeline_create('public.tick_counts', 'mallory.s', 'mallory.d');
-  SELECT pipeline_schedule('public.tick_counts', '0 4 * * *');
-  SELECT pipeline_drop('public.tick_counts')" >/dev/null
-is "$(qp "SELECT string_agg(jobname || '|' || command, ',') FROM cron.job WHERE jobname LIKE '%tick_counts'")" \
-  "pipeline_view:public.tick_counts|SELECT pg_catalog.pipeline_refresh('public.tick_counts')" \
+  SELECT pipeline_create('victim.ev_counts', 'mallory.s', 'mallory.d');
+  SELECT pipeline_schedule('victim.ev_counts', '0 4 * * *');
+  SELECT pipeline_drop('victim.ev_counts')" >/dev/null
+is "$(qp "SELECT string_agg(jobname || '|' || command, ',') FROM cron.job WHERE jobname LIKE '%ev_counts'")" \
+  "pipeline_view:victim.ev_counts|SELECT pg_catalog.pipeline_refresh('victim.ev_counts')" \
   "dropping another role's pipeline of the same name leaves the view's job"
+is "$(as_role sched_victim "SELECT schedule_job FROM pipeline.status WHERE pipeline = 'victim.ev_counts'")" "active" \
+  "and the view's owner sees it active"
+as_role sched_victim "SELECT pipeline_drop_matview('victim.ev_counts')" >/dev/null
 
 # the role that scheduled goes away: no job is left with a user pg_cron cannot
 # find, which would stop pg_cron's scheduler for every job (issue 15, 3)
@@ -186,6 +196,6 @@ is "$(qp "SELECT count(*) FROM cron.job")" 0 "and the drops remove them"
 
 cluster_psql test "$PORT" -d "$DB" -q -c "DROP EXTENSION pipeline CASCADE" -c "DROP EXTENSION pg_cron" \
   -c "DROP TABLE tick_src, tick_dst, tick_events, cyc, cyc_a_dst, cyc_b_dst, due_src, due_mid, due_end" \
-  -c "DROP SCHEMA mallory CASCADE" \
-  -c "DROP OWNED BY sched_owner" -c "DROP ROLE sched_owner" -c "DROP ROLE sched_mallory" >/dev/null 2>&1
+  -c "DROP SCHEMA mallory, victim CASCADE" \
+  -c "DROP OWNED BY sched_owner" -c "DROP ROLE sched_owner" -c "DROP ROLE sched_mallory, sched_victim" >/dev/null 2>&1
 done_testing

@@ -491,6 +491,7 @@ extract_range(const Pipeline *p, bool wait)
 	{
 		/* a writer is still open: nothing this time (worker runs only) */
 		range.idle = true;
+		range.writers_open = true;
 		range.to = range.from;
 		identity_leave(&frame);
 		return range;

@@ -157,6 +157,7 @@ typedef struct BatchRange
 	char	   *from;			/* exclusive lower bound, NULL: unbounded */
 	char	   *to;				/* inclusive upper bound, NULL: snapshot */
 	bool		idle;			/* nothing new since the last run */
+	bool		writers_open;	/* idle because writers outlasted the wait */
 } BatchRange;
 
 extern Oid	resolve_relation(const char *name, const char *what);

@@ -64,23 +64,31 @@ qw "DROP OPERATOR public.* (numeric, integer); DROP FUNCTION public.shadow_mul(n
 # one open writer on one source does not stall the worker's other pipelines (issue 15, 5)
 qw "CREATE TABLE side_src (id bigserial PRIMARY KEY, v int); CREATE TABLE side_dst (id bigint, v int);
     SELECT pipeline_create('zz_side', 'side_src', 'side_dst', watermark => 'id',
-      options => '{\"continuous\": true, \"poll_interval\": \"100 milliseconds\"}')" >/dev/null
+      options => '{\"continuous\": true, \"poll_interval\": \"100 milliseconds\"}');
+    CREATE TABLE down_src (id bigserial PRIMARY KEY); CREATE TABLE down_dst (id bigint);
+    SELECT pipeline_create('zz_down', 'down_src', 'down_dst', watermark => 'id')" >/dev/null
 before=$(qw "SELECT max(id) FROM src")
-cluster_psql workers "$WPORT" -q -c "BEGIN" -c "INSERT INTO src (v) VALUES (2)" \
+cluster_psql workers "$WPORT" -q -c "BEGIN" -c "INSERT INTO src (v) VALUES (2)" -c "INSERT INTO down_src DEFAULT VALUES" \
   -c "SELECT pg_sleep(6) /* open writer */" -c "COMMIT" >/dev/null &
 writer=$!
 wait_until "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* open writer */' AND wait_event = 'PgSleep'" 1 5
 # a committed row after the open one: the run of live must wait for the writer
-qw "INSERT INTO src (v) VALUES (3)" >/dev/null
+qw "INSERT INTO src (v) VALUES (3); INSERT INTO down_src DEFAULT VALUES;
+    UPDATE pipeline.pipelines SET queued_at = now() WHERE name = 'zz_down'" >/dev/null
 sleep 0.3
 qw "INSERT INTO side_src (v) VALUES (1)" >/dev/null
 wait_until "SELECT count(*) FROM side_dst" 1 3
 ok $? "while a transaction writing into one source stays open, another pipeline's rows are delivered"
 is "$(qw "SELECT count(*) FROM dst WHERE id > $before")" 0 "and the committed row after the open one waits for it"
+sleep 1.5
+is "$(qw "SELECT (queued_at IS NOT NULL) || ' ' || (SELECT count(*) FROM down_dst) FROM pipeline.pipelines WHERE name = 'zz_down'")" "true 0" \
+  "a queued run that gave up on an open writer stays queued"
 wait $writer
+wait_until "SELECT (queued_at IS NULL) || ' ' || (SELECT count(*) FROM down_dst) FROM pipeline.pipelines WHERE name = 'zz_down'" "true 2" 5
+ok $? "and runs, with both rows, once the writer commits"
 wait_until "SELECT count(*) FROM dst WHERE id > $before" 2 5
 ok $? "both rows are delivered once the writer commits"
-qw "SELECT pipeline_drop('zz_side'); DROP TABLE side_src, side_dst;
+qw "SELECT pipeline_drop('zz_side'); SELECT pipeline_drop('zz_down'); DROP TABLE side_src, side_dst, down_src, down_dst;
     DELETE FROM src WHERE id > $before; DELETE FROM dst WHERE id > $before" >/dev/null
 
 # cascade without any scheduler: the worker runs what an upstream queued

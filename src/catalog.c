@@ -496,16 +496,22 @@ catalog_set_watermark(const char *name, const char *watermark, bool succeeded)
 
 /*
  * Count a failed run; while retries are left, the next one is due after
- * retry_delay * 2^(failures so far): 5 minutes, 10, 20, ... Out of
- * retries, retry_at is NULL and the failure stays in pipeline.status.
+ * retry_delay * 2^(failures so far): 5 minutes, 10, 20, ... capped at a
+ * day (or at retry_delay, if that is longer), so that many retries never
+ * overflow an interval. Out of retries, retry_at is NULL and the failure
+ * stays in pipeline.status.
  */
 void
 catalog_record_failure(const char *name)
 {
-	statement_for("UPDATE pipeline.pipelines SET failures = failures + 1, "
-				  "retry_at = CASE WHEN failures + 1 <= retries THEN "
-				  "pg_catalog.now() + retry_delay * pg_catalog.power(2, failures) END "
-				  "WHERE name = $1", name, 1);
+	statement_for("UPDATE pipeline.pipelines SET failures = failures OPERATOR(pg_catalog.+) 1, "
+				  "retry_at = CASE WHEN failures OPERATOR(pg_catalog.<) retries THEN "
+				  "pg_catalog.now() OPERATOR(pg_catalog.+) "
+				  "pg_catalog.make_interval(secs => GREATEST("
+				  "pg_catalog.date_part('epoch', retry_delay), LEAST("
+				  "pg_catalog.date_part('epoch', retry_delay) OPERATOR(pg_catalog.*) "
+				  "pg_catalog.power(2, LEAST(failures, 30)), 86400))) END "
+				  "WHERE name OPERATOR(pg_catalog.=) $1", name, 1);
 }
 
 /* Stop running a pipeline until pipeline_alter enables it again. */

@@ -25,14 +25,18 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
+#include "pgstat.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
+#include "utils/timestamp.h"
 
 char *
 qualified_relation_name(Oid relid)
@@ -274,7 +278,42 @@ collect_base_relations(Oid relid, BaseRelations *acc)
 	}
 }
 
-static void
+/*
+ * How long a run waits for the source's writers; < 0: as long as they take.
+ * The background worker bounds it, so that one open transaction on one
+ * source cannot hold up every other pipeline of its database: past the
+ * bound the run is idle, and the next poll tries again.
+ */
+int			extract_writer_wait_ms = -1;
+
+/* Wait for the writers holding a lock in locktags now, at most the bound. */
+static bool
+wait_for_lockers_bounded(List *locktags)
+{
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  extract_writer_wait_ms);
+	ListCell   *lc;
+
+	foreach(lc, locktags)
+	{
+		VirtualTransactionId *holder = GetLockConflicts(lfirst(lc), ShareLock, NULL);
+
+		for (; VirtualTransactionIdIsValid(*holder); holder++)
+			while (!VirtualXactLock(*holder, false))
+			{
+				if (GetCurrentTimestamp() >= give_up)
+					return false;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 10, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+	}
+	return true;
+}
+
+/* false: writers still open after extract_writer_wait_ms */
+static bool
 wait_for_writers(Oid source)
 {
 	BaseRelations acc = {NIL, 0};
@@ -289,8 +328,12 @@ wait_for_writers(Oid source)
 		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, lfirst_oid(lc));
 		locktags = lappend(locktags, tag);
 	}
-	if (locktags != NIL)
-		WaitForLockersMultiple(locktags, ShareLock, false);
+	if (locktags == NIL)
+		return true;
+	if (extract_writer_wait_ms >= 0)
+		return wait_for_lockers_bounded(locktags);
+	WaitForLockersMultiple(locktags, ShareLock, false);
+	return true;
 }
 
 /*
@@ -547,8 +590,15 @@ extract_range(const Pipeline *p, bool wait)
 		return range;
 	}
 
-	if (wait)
-		wait_for_writers(p->source);
+	if (wait && !wait_for_writers(p->source))
+	{
+		/* a writer is still open: nothing this time (worker runs only) */
+		range.idle = true;
+		range.writers_open = true;
+		range.to = range.from;
+		identity_leave(&frame);
+		return range;
+	}
 
 	if (p->batch_size > 0 &&
 		(capped = capped_watermark(p, &range, column, source, type)) != NULL)

@@ -1287,7 +1287,7 @@ pipeline_drop_matview(PG_FUNCTION_ARGS)
 	SPI_connect();
 	mv = open_owned_matview(name);
 	value = Int64GetDatum(mv->id);
-	unschedule_dropped(matview_job_key(mv->relid));
+	unschedule_dropped_matview(matview_job_key(mv->relid));
 	/* triggers and change log depend on the view and go with it */
 	identity_enter_catalog(&frame);
 	execute(psprintf("DROP TABLE %s", qualified_relation_name(mv->relid)), 0, NULL, NULL, NULL,

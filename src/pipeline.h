@@ -136,6 +136,7 @@ extern void worker_init(void);
 
 /* schedule.c: pg_cron jobs */
 extern void unschedule_dropped(const char *name);
+extern void unschedule_dropped_matview(const char *key);
 
 /* contract.c: data contract rules */
 extern List *contract_read(const Pipeline *p);
@@ -156,6 +157,7 @@ typedef struct BatchRange
 	char	   *from;			/* exclusive lower bound, NULL: unbounded */
 	char	   *to;				/* inclusive upper bound, NULL: snapshot */
 	bool		idle;			/* nothing new since the last run */
+	bool		writers_open;	/* idle because writers outlasted the wait */
 } BatchRange;
 
 extern Oid	resolve_relation(const char *name, const char *what);
@@ -167,6 +169,7 @@ extern void check_watermark_column(Oid source, const char *column,
 extern void check_lag(const Pipeline *p);
 extern BatchRange extract_range(const Pipeline *p, bool wait_for_writers);
 extern bool source_written_here(const Pipeline *p);
+extern int	extract_writer_wait_ms;
 extern char *batch_query(const Pipeline *p, const BatchRange *range);
 extern char *watermark_lag(const Pipeline *p);
 

@@ -469,8 +469,8 @@ pipeline_run(PG_FUNCTION_ARGS)
 		run_guarded(p, &run);
 	run.finished_at = GetCurrentTimestamp();
 
-	/* a run that did not happen (busy, disabled) leaves the queue mark */
-	if (p->queued && !busy && p->enabled)
+	/* a run that did not happen (busy, disabled, writers open) leaves the queue mark */
+	if (p->queued && !busy && p->enabled && !run.range.writers_open)
 		catalog_dequeue(p->name);
 	if (p->cascade && strcmp(run.status, "succeeded") == 0 &&
 		run.counts.rows_loaded > 0)

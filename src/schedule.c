@@ -2,14 +2,23 @@
  *
  * schedule.c
  *	  Scheduling through pg_cron: a job named "pipeline:<name>" that calls
- *	  pipeline_run, or pipeline_refresh for an incremental materialized view.
+ *	  pipeline_run, or "pipeline_view:<schema.view>" that calls
+ *	  pipeline_refresh for an incremental materialized view.
  *
- * The job belongs to the role that calls pipeline_schedule (a member of the
- * pipeline's owner): pg_cron connects as the job's user, which must be able
- * to log in, and an owner is often a NOLOGIN group role. Whoever the job
- * runs as, pipeline_run executes the pipeline as its owner. pg_cron is
- * optional: without it in this database these functions fail with a hint,
- * and everything else works.
+ * Every job belongs to the catalog's owner (the extension's owner), not to
+ * the role that called pipeline_schedule: pg_cron connects as the job's
+ * user, and a job whose user was dropped (DROP OWNED, DROP ROLE) stops
+ * pg_cron's scheduler for the whole cluster (pg_cron 1.4). The catalog's
+ * owner cannot be dropped while the extension exists, and can log in. The
+ * command is fixed text that names the object (quoted), and pipeline_run
+ * executes the pipeline as its owner whoever calls it. Because one role
+ * owns every job, a job is found by its name alone, and the two prefixes
+ * keep pipelines and views (whose names may be equal) apart.
+ *
+ * pg_cron is optional: without it in this database these functions fail
+ * with a hint, and everything else works; a schedule left in the catalog
+ * without its job (a restore into another database) is shown as such by
+ * pipeline.status and pipeline_unschedule clears it.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +31,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -48,9 +58,22 @@ require_cron(const char *name)
 }
 
 static char *
-job_name(const char *name)
+job_name(const char *key, bool matview)
 {
-	return psprintf("pipeline:%s", name);
+	return psprintf(matview ? "pipeline_view:%s" : "pipeline:%s", key);
+}
+
+/* The commands of the jobs: fixed text around the quoted name. */
+static char *
+pipeline_command(const char *name)
+{
+	return psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
+}
+
+static char *
+matview_command(const char *key)
+{
+	return psprintf("SELECT pg_catalog.pipeline_refresh(%s)", quote_literal_cstr(key));
 }
 
 /*
@@ -61,6 +84,7 @@ job_name(const char *name)
 typedef struct JobTarget
 {
 	const char *key;
+	const char *job;			/* the job's name */
 	const char *command;
 	const char *catalog_update; /* sets the schedule column: $1 key, $2 cron */
 } JobTarget;
@@ -82,31 +106,44 @@ job_target(const char *name)
 			p = catalog_read_pipeline(name, false); /* "does not exist" */
 		check_pipeline_owner(p);
 		t.key = name;
-		t.command = psprintf("SELECT pg_catalog.pipeline_run(%s, 'cron')", quote_literal_cstr(name));
-		t.catalog_update = "UPDATE pipeline.pipelines SET schedule = $2 WHERE name = $1";
+		t.job = job_name(name, false);
+		t.command = pipeline_command(name);
+		t.catalog_update = "UPDATE pipeline.pipelines SET schedule = $2 "
+			"WHERE name OPERATOR(pg_catalog.=) $1";
 		return t;
 	}
 	(void) open_owned_matview(name);
 	t.key = matview_job_key(view);
-	t.command = psprintf("SELECT pg_catalog.pipeline_refresh(%s)", quote_literal_cstr(t.key));
+	t.job = job_name(t.key, true);
+	t.command = matview_command(t.key);
 	t.catalog_update = "UPDATE pipeline.matviews SET schedule = $2 "
-		"WHERE relation = pg_catalog.to_regclass($1)";
+		"WHERE relation OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 	return t;
 }
 
-static void
+/*
+ * Set the catalog's schedule column (NULL: none). Returns whether a row
+ * had a schedule before a clear (a clear touches only those rows).
+ */
+static bool
 store_schedule(const JobTarget *t, const char *cron)
 {
 	IdentityFrame frame;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
+	const char *sql = t->catalog_update;
+	bool		changed;
 
 	values[0] = CStringGetTextDatum(t->key);
 	values[1] = text_arg(cron, &nulls[1]);
+	if (cron == NULL)
+		sql = psprintf("%s AND schedule IS NOT NULL", sql);
 	identity_enter_catalog(&frame);
-	SPI_execute_with_args(t->catalog_update, 2, types, values, nulls, false, 0);
+	changed = SPI_execute_with_args(sql, 2, types, values, nulls, false, 0) == SPI_OK_UPDATE &&
+		SPI_processed > 0;
 	identity_leave(&frame);
+	return changed;
 }
 
 /* pipeline_schedule(name, cron): create or change the job; returns its id. */
@@ -120,35 +157,49 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		jobid;
 	JobTarget	t;
+	IdentityFrame frame;
 
 	SPI_connect();
 	t = job_target(name);
 	require_cron(name);
-	values[0] = CStringGetTextDatum(job_name(t.key));
+	values[0] = CStringGetTextDatum(t.job);
 	values[1] = CStringGetTextDatum(cron);
 	values[2] = CStringGetTextDatum(t.command);
+	/* the job is the catalog owner's: see the head of this file */
+	identity_enter_catalog(&frame);
 	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, types, values,
 							  NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cron.schedule failed for \"%s\"", name);
 	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	store_schedule(&t, cron);
+	identity_leave(&frame);
+	(void) store_schedule(&t, cron);
 	SPI_finish();
 	PG_RETURN_INT64(jobid);
 }
 
-/* Remove the pipeline's jobs, as the catalog's owner (any job owner). */
+/*
+ * Remove the object's job, as the catalog's owner: the job of that name
+ * that the catalog's owner owns (see the head of this file), or one of any
+ * user with exactly the object's command (a job of 0.3, or one whose user
+ * was dropped), never another job that merely has the same name.
+ */
 static uint64
-remove_jobs(const char *name)
+remove_jobs(const char *job, const char *command)
 {
 	IdentityFrame frame;
-	Oid			type = TEXTOID;
-	Datum		value = CStringGetTextDatum(job_name(name));
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 	uint64		removed;
 
+	values[0] = CStringGetTextDatum(job);
+	values[1] = CStringGetTextDatum(command);
 	identity_enter_catalog(&frame);
-	if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1",
-							  1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "cron.unschedule failed for pipeline \"%s\"", name);
+	if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job "
+							  "WHERE jobname OPERATOR(pg_catalog.=) $1 "
+							  "AND (username OPERATOR(pg_catalog.=) CURRENT_USER "
+							  "OR command OPERATOR(pg_catalog.=) $2)",
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "cron.unschedule failed for job \"%s\"", job);
 	removed = SPI_processed;
 	identity_leave(&frame);
 	return removed;
@@ -160,15 +211,23 @@ pipeline_unschedule(PG_FUNCTION_ARGS)
 	const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	JobTarget	t;
 
+	bool		removed;
+
 	SPI_connect();
 	t = job_target(name);
-	require_cron(name);
-	if (remove_jobs(t.key) == 0)
+	removed = cron_installed() && remove_jobs(t.job, t.command) > 0;
+	/*
+	 * A schedule without its job (restored into another database, or the
+	 * job removed by hand) is cleared all the same.
+	 */
+	if (!store_schedule(&t, NULL) && !removed)
+	{
+		require_cron(name);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("\"%s\" is not scheduled", name),
-				 errhint("See SELECT * FROM cron.job WHERE jobname = '%s'.", job_name(t.key))));
-	store_schedule(&t, NULL);
+				 errhint("See SELECT * FROM cron.job WHERE jobname = '%s'.", t.job)));
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -178,7 +237,85 @@ void
 unschedule_dropped(const char *name)
 {
 	if (cron_installed())
-		(void) remove_jobs(name);
+		(void) remove_jobs(job_name(name, false), pipeline_command(name));
+}
+
+/* So does a dropped incremental view (key: its qualified name). */
+void
+unschedule_dropped_matview(const char *key)
+{
+	if (cron_installed())
+		(void) remove_jobs(job_name(key, true), matview_command(key));
+}
+
+/*
+ * pipeline_job_state(pipeline, matview): the state of the object's job, for
+ * pipeline.status (see the SQL definition); NULL for what the caller does
+ * not own. Read as the catalog's owner: pg_cron shows a role only its own
+ * jobs, and the jobs are the catalog owner's.
+ */
+PG_FUNCTION_INFO_V1(pipeline_job_state);
+
+Datum
+pipeline_job_state(PG_FUNCTION_ARGS)
+{
+	const char *job;
+	IdentityFrame frame;
+	Oid			type = TEXTOID;
+	Datum		value;
+	char	   *state = "missing";
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (!PG_ARGISNULL(0))
+	{
+		const char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		Pipeline   *p;
+
+		SPI_connect();
+		p = catalog_read_pipeline(name, true);
+		if (p == NULL || !has_privs_of_role(GetUserId(), p->owner))
+		{
+			SPI_finish();
+			PG_RETURN_NULL();
+		}
+		job = job_name(name, false);
+	}
+	else if (!PG_ARGISNULL(1))
+	{
+		Oid			view = PG_GETARG_OID(1);
+
+		if (!pg_class_ownercheck(view, GetUserId()))
+			PG_RETURN_NULL();
+		SPI_connect();
+		job = job_name(matview_job_key(view), true);
+	}
+	else
+		PG_RETURN_NULL();
+
+	if (cron_installed())
+	{
+		value = CStringGetTextDatum(job);
+		identity_enter_catalog(&frame);
+		if (SPI_execute_with_args("SELECT CASE "
+								  "WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r "
+								  "  WHERE r.rolname OPERATOR(pg_catalog.=) j.username) THEN 'role missing' "
+								  "WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r "
+								  "  WHERE r.rolname OPERATOR(pg_catalog.=) j.username AND r.rolcanlogin) "
+								  "  THEN 'role cannot log in' "
+								  "WHEN NOT j.active THEN 'inactive' "
+								  "WHEN j.database OPERATOR(pg_catalog.<>) pg_catalog.current_database() "
+								  "  THEN 'other database' "
+								  "ELSE 'active' END "
+								  "FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1 "
+								  "ORDER BY j.username OPERATOR(pg_catalog.=) CURRENT_USER DESC LIMIT 1",
+								  1, &type, &value, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		identity_leave(&frame);
+	}
+	state = MemoryContextStrdup(caller, state);	/* SPI's memory goes */
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(state));
 }
 
 /*

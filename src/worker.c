@@ -6,20 +6,32 @@
  *
  * With shared_preload_libraries = 'pipeline', a launcher starts one worker
  * per database named in pipeline.database (reread on SIGHUP) and restarts
- * a worker that exits, with a growing delay, so a broken database never
- * becomes a crash loop. A worker, in its database:
+ * a worker that exits, with a delay that doubles while the worker keeps
+ * exiting soon after its start, so a broken database never becomes a
+ * crash loop. A launcher that starts again (killed, crashed) first stops
+ * the workers of its predecessor, which it cannot manage, and the registry
+ * never admits two workers for one database. A worker, in its database:
  *
  *	- runs every continuous pipeline each poll_interval, and again at once
  *	  after a run that loaded rows (a backlog drains batch after batch);
+ *	  after a failed run it waits poll_interval * 2^failures, at most
+ *	  retry_delay, so a broken pipeline does not fail (and alert) every poll;
  *	- calls pipeline_run_due() for cascades and retries;
  *	- each run in its own transaction: an error is logged and the loop goes
  *	  on (pipeline_run itself records failed runs);
+ *	- waits for a source's open writers a bounded time: past it the run is
+ *	  idle and the next poll tries again, so one open transaction does not
+ *	  stall the other pipelines;
  *	- sleeps on its latch between ticks, holding no locks, so DROP
- *	  EXTENSION does not wait for it.
+ *	  EXTENSION does not wait for it;
+ *	- runs its own statements under search_path pg_catalog, pg_temp, fully
+ *	  qualified, and in READ COMMITTED whatever the database's default.
  *
  * On PostgreSQL 15 a background worker connected to a database makes DROP
- * DATABASE fail, so a ProcessUtility hook stops the database's worker
- * first; worker pids are kept in a small shared-memory registry for that.
+ * DATABASE, ALTER DATABASE RENAME and CREATE DATABASE ... TEMPLATE fail, so
+ * a ProcessUtility hook stops the database's worker first, once the caller
+ * is known to be allowed (the owner, or a superuser); worker pids are kept
+ * in a small shared-memory registry for that.
  * SIGTERM ends a worker through CHECK_FOR_INTERRUPTS: a run in progress is
  * rolled back whole.
  *
@@ -34,12 +46,15 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -51,6 +66,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -68,21 +84,37 @@ static int	max_workers = 8;
 /* How often a worker re-reads its pipelines and runs the due ones. */
 #define IDLE_TICK_MS 1000
 
+/*
+ * The longest a run of the worker waits for its source's open writers
+ * (see extract_writer_wait_ms); a continuous run waits at most its
+ * poll_interval.
+ */
+#define WRITER_WAIT_MS 1000
+
 /* ---- the registry of running workers, in shared memory ---- */
+
+#define WORKER_ERROR_LEN 256
 
 typedef struct WorkerSlot
 {
 	Oid			database;
 	pid_t		pid;
+	TimestampTz started_at;
+	/* the last error outside a run's own handling, for pipeline.workers */
+	TimestampTz error_at;		/* 0: none */
+	int64		errors;
+	char		error[WORKER_ERROR_LEN];
 } WorkerSlot;
 
 typedef struct WorkerRegistry
 {
 	slock_t		mutex;
+	pid_t		launcher;		/* the launcher now running */
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerRegistry;
 
 static WorkerRegistry *registry = NULL;
+static int	my_slot = -1;		/* in a worker: its slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_utility_hook = NULL;
@@ -114,6 +146,7 @@ registry_startup(void)
 	if (!found)
 	{
 		SpinLockInit(&registry->mutex);
+		registry->launcher = 0;
 		memset(registry->slots, 0, mul_size(max_workers, sizeof(WorkerSlot)));
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -134,23 +167,52 @@ static void
 registry_enter(void)
 {
 	int			slot = -1;
+	bool		duplicate = false;
 
 	SpinLockAcquire(&registry->mutex);
-	for (int i = 0; i < max_workers && slot < 0; i++)
-		if (registry->slots[i].pid == 0)
-			slot = i;
-	if (slot >= 0)
+	for (int i = 0; i < max_workers; i++)
 	{
+		if (registry->slots[i].pid == 0 && slot < 0)
+			slot = i;
+		duplicate |= registry->slots[i].pid != 0 &&
+			registry->slots[i].database == MyDatabaseId;
+	}
+	if (slot >= 0 && !duplicate)
+	{
+		memset(&registry->slots[slot], 0, sizeof(WorkerSlot));
 		registry->slots[slot].pid = MyProcPid;
 		registry->slots[slot].database = MyDatabaseId;
+		registry->slots[slot].started_at = GetCurrentTimestamp();
+		my_slot = slot;
 	}
 	SpinLockRelease(&registry->mutex);
+	if (duplicate)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("a pipeline worker for this database is already running"),
+				 errhint("The launcher starts again once it has stopped.")));
 	if (slot < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many pipeline workers"),
 				 errhint("Raise pipeline.max_workers.")));
 	on_shmem_exit(registry_leave, Int32GetDatum(slot));
+}
+
+/*
+ * Keep an error of the worker's own (a statement that failed as a whole,
+ * not a failed run: those are in pipeline.runs) for pipeline.workers.
+ */
+static void
+registry_note_error(const char *message)
+{
+	if (my_slot < 0)
+		return;
+	SpinLockAcquire(&registry->mutex);
+	registry->slots[my_slot].error_at = GetCurrentTimestamp();
+	registry->slots[my_slot].errors++;
+	strlcpy(registry->slots[my_slot].error, message, WORKER_ERROR_LEN);
+	SpinLockRelease(&registry->mutex);
 }
 
 /* The pid of the worker connected to a database, 0 if none. */
@@ -168,17 +230,58 @@ registry_find(Oid database)
 }
 
 /*
- * DROP DATABASE refuses while another process is connected: stop our
- * worker there first (the launcher waits before starting it again, and
- * does not once the database is gone).
+ * A launcher starting: it is the launcher now, and every worker of its
+ * predecessor (which it has no handle for) is stopped. A worker that was
+ * still starting stops by itself (see worker_orphaned).
  */
 static void
-stop_worker_for_drop(const char *dbname)
+registry_become_launcher(void)
+{
+	pid_t	   *pids = palloc(sizeof(pid_t) * max_workers);
+	int			n = 0;
+
+	SpinLockAcquire(&registry->mutex);
+	registry->launcher = MyProcPid;
+	for (int i = 0; i < max_workers; i++)
+		if (registry->slots[i].pid != 0)
+			pids[n++] = registry->slots[i].pid;
+	SpinLockRelease(&registry->mutex);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
+	pfree(pids);
+}
+
+/* Was this worker started by a launcher that is gone? */
+static bool
+worker_orphaned(void)
+{
+	pid_t		launcher;
+
+	SpinLockAcquire(&registry->mutex);
+	launcher = registry->launcher;
+	SpinLockRelease(&registry->mutex);
+	return launcher != MyBgworkerEntry->bgw_notify_pid;
+}
+
+/*
+ * DROP DATABASE, ALTER DATABASE RENAME and CREATE DATABASE ... TEMPLATE
+ * refuse while another process is connected: stop our worker there first
+ * (the launcher waits before starting it again, and does not once the
+ * database is gone or renamed away). Only for a caller the command will
+ * accept: its owner or a superuser (RENAME and a copy need CREATEDB too);
+ * anyone else gets the command's own error, with the worker left running.
+ */
+static void
+stop_worker_for(const char *dbname, bool needs_createdb)
 {
 	Oid			database = get_database_oid(dbname, true);
 	pid_t		pid;
 
 	if (!OidIsValid(database) || (pid = registry_find(database)) == 0)
+		return;
+	if (!superuser() &&
+		(!pg_database_ownercheck(database, GetUserId()) ||
+		 (needs_createdb && !have_createdb_privilege())))
 		return;
 	kill(pid, SIGTERM);
 	for (int i = 0; i < 1000 && registry_find(database) == pid; i++)
@@ -193,8 +296,25 @@ pipeline_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 ProcessUtilityContext context, ParamListInfo params,
 				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (IsA(pstmt->utilityStmt, DropdbStmt) && registry != NULL)
-		stop_worker_for_drop(((DropdbStmt *) pstmt->utilityStmt)->dbname);
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (registry != NULL && IsA(stmt, DropdbStmt))
+		stop_worker_for(((DropdbStmt *) stmt)->dbname, false);
+	else if (registry != NULL && IsA(stmt, RenameStmt) &&
+			 ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
+		stop_worker_for(((RenameStmt *) stmt)->subname, true);
+	else if (registry != NULL && IsA(stmt, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) stmt)->options)
+		{
+			DefElem    *option = lfirst(lc);
+
+			if (strcmp(option->defname, "template") == 0 && option->arg != NULL)
+				stop_worker_for(defGetString(option), true);
+		}
+	}
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
 						  queryEnv, dest, qc);
@@ -247,9 +367,13 @@ typedef struct Managed
 {
 	char		database[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;
 	TimestampTz not_before;		/* restart backoff */
-	int			restarts;
+	int			restarts;		/* quick exits in a row */
 } Managed;
+
+/* A worker that ran this long before it exited starts again at once. */
+#define HEALTHY_RUN_MS 60000
 
 static void
 start_worker(Managed *m)
@@ -272,6 +396,7 @@ start_worker(Managed *m)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &m->handle);
 	MemoryContextSwitchTo(old);
+	m->started_at = GetCurrentTimestamp();
 	if (!registered)
 	{
 		m->handle = NULL;
@@ -359,15 +484,24 @@ launcher_tick(List **managed)
 			MemoryContextSwitchTo(old);
 		}
 		if (m->handle && GetBackgroundWorkerPid(m->handle, &pid) != BGWH_STOPPED)
-		{
-			m->restarts = 0;
 			continue;			/* running or starting */
-		}
 		if (m->handle)
 		{
-			/* it stopped: wait 1, 2, 4 ... up to 60 seconds before the next start */
-			m->restarts = Min(m->restarts + 1, 6);
-			m->not_before = TimestampTzPlusMilliseconds(now, 1000L << (m->restarts - 1));
+			long		delay;
+
+			/*
+			 * It stopped. After a long healthy run, start again in a
+			 * second; after a quick exit, wait twice as long as last time,
+			 * up to a minute.
+			 */
+			if (TimestampDifferenceExceeds(m->started_at, now, HEALTHY_RUN_MS))
+				m->restarts = 0;
+			m->restarts = Min(m->restarts + 1, 7);
+			delay = Min(1000L << (m->restarts - 1), 60000L);
+			m->not_before = TimestampTzPlusMilliseconds(now, delay);
+			ereport(LOG,
+					(errmsg("pipeline worker for database \"%s\" stopped, starting it again in %ld ms",
+							m->database, delay)));
 			pfree(m->handle);
 			m->handle = NULL;
 		}
@@ -394,6 +528,8 @@ pipeline_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	/* a predecessor's workers are not ours to watch: stop them, start ours */
+	registry_become_launcher();
 
 	for (;;)
 	{
@@ -423,13 +559,33 @@ typedef struct Continuous
 {
 	char	   *name;
 	long		poll_ms;
+	long		retry_delay_ms;
+	int			failures;		/* failed runs in a row */
 	TimestampTz next_run;
 } Continuous;
 
 /*
+ * In a PG_CATCH: log the error, keep it for pipeline.workers, and abort
+ * the transaction, so that the worker goes on.
+ */
+static void
+swallow_error(MemoryContext oldcontext)
+{
+	ErrorData  *error;
+
+	MemoryContextSwitchTo(oldcontext);
+	error = CopyErrorData();
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	registry_note_error(error->message);
+	FreeErrorData(error);
+}
+
+/*
  * Run one statement in a transaction of its own; an error is reported and
  * swallowed, so that one broken pipeline never stops the worker. Returns
- * the first column of the first row as int8 (0 if none or on error). The
+ * the first column of the first row as int8 (0 if none, -1 on error). The
  * statement (with one text parameter, possibly unused) is prepared once:
  * polls are the worker's hot path.
  */
@@ -473,10 +629,8 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(oldcontext);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
+		swallow_error(oldcontext);
+		result = -1;
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -488,7 +642,7 @@ run_in_transaction(SPIPlanPtr *plan, const char *sql, const char *arg)
  * extension is there at all.
  */
 static List *
-read_continuous(List *previous, MemoryContext context, bool *installed)
+read_continuous_guarded(List *previous, MemoryContext context, bool *installed)
 {
 	List	   *result = NIL;
 
@@ -499,7 +653,9 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 	{
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute("SELECT name, (extract(epoch FROM poll_interval) * 1000)::int8 "
+		if (SPI_execute("SELECT name, "
+						"(EXTRACT(epoch FROM poll_interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
+						"(EXTRACT(epoch FROM retry_delay) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
 						"FROM pipeline.pipelines WHERE enabled AND continuous ORDER BY name",
 						true, 0) == SPI_OK_SELECT)
 		{
@@ -513,10 +669,15 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 				c->name = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 				c->poll_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 2, &isnull));
+				c->retry_delay_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 3, &isnull));
 				/* keep the schedule of pipelines we already knew */
 				foreach(lc, previous)
 					if (strcmp(((Continuous *) lfirst(lc))->name, c->name) == 0)
+					{
 						c->next_run = ((Continuous *) lfirst(lc))->next_run;
+						c->failures = ((Continuous *) lfirst(lc))->failures;
+					}
 				result = lappend(result, c);
 				MemoryContextSwitchTo(old);
 			}
@@ -525,6 +686,30 @@ read_continuous(List *previous, MemoryContext context, bool *installed)
 		PopActiveSnapshot();
 	}
 	CommitTransactionCommand();
+	return result;
+}
+
+/*
+ * An error here (the catalog unreadable) is noted for pipeline.workers and
+ * the tick does nothing; the next one reads again.
+ */
+static List *
+read_continuous(List *previous, MemoryContext context, bool *installed)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	List	   *result = NIL;
+
+	PG_TRY();
+	{
+		result = read_continuous_guarded(previous, context, installed);
+	}
+	PG_CATCH();
+	{
+		swallow_error(oldcontext);
+		*installed = false;
+		result = NIL;
+	}
+	PG_END_TRY();
 	return result;
 }
 
@@ -558,20 +743,36 @@ worker_refresh(WorkerState *state)
 	if (state->installed)
 	{
 		(void) run_in_transaction(&state->due_plan,
-								  "SELECT count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
+								  "SELECT pg_catalog.count(*) FROM pg_catalog.pipeline_run_due() WHERE $1 IS NULL",
 								  NULL);
 		/*
 		 * Deferred incremental views with option continuous (from version
 		 * 0.2 of the extension's SQL on: the library may be newer).
 		 */
 		if (run_in_transaction(&state->has_matviews_plan,
-							   "SELECT count(*) FROM pg_catalog.pg_proc "
-							   "WHERE proname = 'pipeline_refresh_due' AND $1 IS NULL", NULL) > 0)
+							   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc "
+							   "WHERE proname OPERATOR(pg_catalog.=) 'pipeline_refresh_due'::pg_catalog.name "
+							   "AND $1 IS NULL", NULL) > 0)
 			(void) run_in_transaction(&state->refresh_plan,
-									  "SELECT count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
+									  "SELECT pg_catalog.count(*) FROM pg_catalog.pipeline_refresh_due() WHERE $1 IS NULL",
 									  NULL);
 	}
 	state->next_refresh = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_TICK_MS);
+}
+
+/*
+ * After the n-th failed run in a row: poll_interval * 2^n, at most
+ * retry_delay (and never less than poll_interval).
+ */
+static long
+continuous_backoff_ms(const Continuous *c)
+{
+	long		cap = Max(c->retry_delay_ms, c->poll_ms);
+	long		delay = c->poll_ms;
+
+	for (int i = 0; i < c->failures && delay < cap; i++)
+		delay *= 2;
+	return Min(delay, cap);
 }
 
 /* One pass over the database; returns how long to sleep. */
@@ -594,14 +795,28 @@ worker_tick(WorkerState *state)
 
 		if (now >= c->next_run)
 		{
-			int64		loaded = run_in_transaction(&state->run_plan,
-													"SELECT rows_read FROM pg_catalog.pipeline_run($1, 'continuous')",
-													c->name);
+			int64		loaded;
 
-			/* a run that read rows may have left more: look again at once */
-			c->next_run = loaded > 0 ? now : TimestampTzPlusMilliseconds(now, c->poll_ms);
-			if (loaded > 0)
+			/* rows read, or -1 for a failed run (or an error around it) */
+			extract_writer_wait_ms = Min(c->poll_ms, WRITER_WAIT_MS);
+			loaded = run_in_transaction(&state->run_plan,
+										"SELECT CASE WHEN status OPERATOR(pg_catalog.=) 'failed' THEN -1 "
+										"ELSE rows_read END "
+										"FROM pg_catalog.pipeline_run($1, 'continuous')",
+										c->name);
+			extract_writer_wait_ms = WRITER_WAIT_MS;
+
+			c->failures = loaded < 0 ? c->failures + 1 : 0;
+			if (loaded < 0)
+				c->next_run = TimestampTzPlusMilliseconds(now, continuous_backoff_ms(c));
+			else if (loaded > 0)
+			{
+				/* a run that read rows may have left more: look again at once */
+				c->next_run = now;
 				sleep_ms = 0;
+			}
+			else
+				c->next_run = TimestampTzPlusMilliseconds(now, c->poll_ms);
 		}
 		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), c->next_run));
 		CHECK_FOR_INTERRUPTS();
@@ -621,6 +836,16 @@ pipeline_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	/*
+	 * The worker's own statements resolve nothing from a schema users can
+	 * write (runs pin their owner's search_path on top of this), and runs
+	 * need READ COMMITTED whatever ALTER DATABASE set. Session-level, so a
+	 * SET inside a run can still change them, and its frame restores them.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	/* one open writer must not stall every pipeline of the database */
+	extract_writer_wait_ms = WRITER_WAIT_MS;
 	registry_enter();
 	state.context = AllocSetContextCreate(TopMemoryContext, "pipeline worker",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -636,6 +861,12 @@ pipeline_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (worker_orphaned())
+		{
+			ereport(LOG, (errmsg("pipeline worker for database \"%s\" exits: its launcher was replaced",
+								 database)));
+			proc_exit(0);
+		}
 		sleep_ms = worker_tick(&state);
 		if (sleep_ms > 0)
 		{
@@ -644,4 +875,56 @@ pipeline_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 		}
 	}
+}
+
+/*
+ * pipeline_workers(): one row per running worker of the cluster, with the
+ * last error of its own (outside a run's recorded failure), so an error
+ * that keeps a worker from doing anything is visible without the server
+ * log. The error text (it may quote anyone's data) only for superusers and
+ * members of pg_read_all_stats, as pg_stat_activity does for queries.
+ */
+PG_FUNCTION_INFO_V1(pipeline_workers);
+
+Datum
+pipeline_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		see_errors = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	WorkerSlot *copy;
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (registry == NULL)
+		return (Datum) 0;		/* the library is not preloaded */
+	copy = palloc(sizeof(WorkerSlot) * max_workers);
+	SpinLockAcquire(&registry->mutex);
+	for (int i = 0; i < max_workers; i++)
+		if (registry->slots[i].pid != 0)
+			copy[n++] = registry->slots[i];
+	SpinLockRelease(&registry->mutex);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		char	   *name = get_database_name(copy[i].database);
+		NameData	datname;
+
+		nulls[0] = name == NULL;
+		if (name)
+		{
+			namestrcpy(&datname, name);
+			values[0] = NameGetDatum(&datname);
+		}
+		values[1] = Int32GetDatum(copy[i].pid);
+		values[2] = TimestampTzGetDatum(copy[i].started_at);
+		values[3] = Int64GetDatum(copy[i].errors);
+		nulls[4] = copy[i].error_at == 0;
+		values[4] = TimestampTzGetDatum(copy[i].error_at);
+		nulls[5] = copy[i].error_at == 0 || !see_errors;
+		values[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(copy[i].error);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(23);
+SELECT plan(27);
 
 CREATE TABLE src (id serial PRIMARY KEY, v int);
 CREATE TABLE dst (id int, v int);
@@ -68,6 +68,24 @@ SELECT is((SELECT lag FROM pipeline.status WHERE pipeline = 'slow'), NULL,
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retries": -1}') $$, '22023', NULL, 'retries must be 0 or more');
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"retry_delay": "soon"}') $$, '22023', NULL, 'retry_delay must be an interval');
 SELECT throws_ok($$ SELECT pipeline_alter('slow', '{"timeout": "0 seconds"}') $$, '22023', NULL, 'timeout must be positive');
+
+-- many retries: the backoff is capped, never an interval overflow (issue 15, 6)
+CREATE TABLE zero (id serial PRIMARY KEY, v int);
+CREATE TABLE zero_dst (id int, v int);
+INSERT INTO zero (v) VALUES (0);
+SELECT pipeline_create('stubborn', 'zero', 'zero_dst', watermark => 'id',
+  transform => 'SELECT id, 1 / v AS v FROM batch',
+  options => '{"retries": 100, "retry_delay": "5 minutes"}');
+UPDATE pipeline.pipelines SET failures = 40 WHERE name = 'stubborn';  -- the 41st failure next
+SELECT results_eq($$ SELECT status, sqlstate FROM pipeline_run('stubborn') $$,
+  $$ VALUES ('failed', '22012') $$, 'the 41st failure of a pipeline with 100 retries is recorded');
+SELECT is((SELECT retry_at - now() FROM pipeline.pipelines WHERE name = 'stubborn'), '1 day'::interval,
+  'and its next retry is due after at most a day');
+SELECT is((SELECT failures FROM pipeline.status WHERE pipeline = 'stubborn'), 41, 'the failure is counted');
+SELECT pipeline_alter('stubborn', '{"retry_delay": "3 days"}');
+SELECT pipeline_run('stubborn');
+SELECT is((SELECT retry_at - now() FROM pipeline.pipelines WHERE name = 'stubborn'), '3 days'::interval,
+  'a retry_delay over a day is the cap itself');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -685,12 +685,17 @@ add_implicit_rule(List *rules, const char *name, const char *kind,
 static List *
 check_constraint_rules(const Pipeline *p, List *output, List *rules)
 {
-	/* the columns in conkey's order: pipeline_breaks_check takes them so */
+	/*
+	 * The columns in conkey's order: pipeline_breaks_check takes them so. A
+	 * catalog older than 0.4 lacks that function: there the INSERT alone
+	 * enforces the constraints (a break fails the run) until the update.
+	 */
 	query_with_arg("SELECT c.conname::text, c.oid, "
 				   "(SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.n) "
 				   " FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, n) "
 				   " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) "
 				   "FROM pg_catalog.pg_constraint c WHERE c.conrelid = $1 AND c.contype = 'c' "
+				   "AND pg_catalog.to_regprocedure('pg_catalog.pipeline_breaks_check(oid, \"any\")') IS NOT NULL "
 				   "ORDER BY 1", OIDOID, ObjectIdGetDatum(p->target));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

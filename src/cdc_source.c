@@ -560,6 +560,43 @@ confirmable_lsn(const CdcSource *src, const StreamState *st)
 }
 
 /*
+ * A slot the source invalidated (wal_status 'lost': it removed WAL the
+ * slot still needed, see max_slot_wal_keep_size) can never stream again.
+ * Say so with a SQLSTATE that pauses the pipeline (55000), rather than let
+ * START_REPLICATION fail with a protocol error (08P01), which passes for a
+ * connection problem and is retried forever.
+ */
+static void
+refuse_lost_slot(WalReceiverConn *conn, const CdcSource *src)
+{
+	Oid			type = TEXTOID;
+	WalRcvExecResult *res;
+	TupleTableSlot *slot;
+	bool		lost = false;
+
+	res = source_query(conn, psprintf("SELECT wal_status FROM pg_catalog.pg_replication_slots "
+									  "WHERE slot_name = %s", quote_literal_cstr(src->slot)),
+					   1, &type);
+	slot = MakeSingleTupleTableSlot(res->tupledesc, &TTSOpsMinimalTuple);
+	if (tuplestore_gettupleslot(res->tuplestore, true, false, slot))
+	{
+		bool		isnull;
+		Datum		status = slot_getattr(slot, 1, &isnull);
+
+		lost = !isnull && strcmp(TextDatumGetCString(status), "lost") == 0;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	walrcv_clear_result(res);
+	if (lost)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" is lost on the source", src->slot),
+				 errdetail("The source removed WAL the slot still needed (max_slot_wal_keep_size); "
+						   "the changes in it cannot be read any more."),
+				 errhint("Drop the pipeline and create it again with copy_data to copy the tables anew.")));
+}
+
+/*
  * Read the change stream of the slot into "apply", from what is applied
  * up to "upto" (or batch_size changes, at a transaction's end). Before
  * closing, confirm to the slot what is committed here (confirmable_lsn),
@@ -580,6 +617,7 @@ cdc_stream(WalReceiverConn *conn, const CdcSource *src, XLogRecPtr upto,
 	options.startpoint = src->applied_lsn;
 	options.proto.logical.proto_version = LOGICALREP_PROTO_VERSION_NUM;
 	options.proto.logical.publication_names = list_make1(makeString(src->publication));
+	refuse_lost_slot(conn, src);
 	if (!walrcv_startstreaming(conn, &options))
 		elog(ERROR, "could not start the change stream of slot \"%s\"", src->slot);
 

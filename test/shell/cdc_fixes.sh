@@ -210,6 +210,28 @@ qs "INSERT INTO t11 VALUES (2)" >/dev/null
 drain c11 >/dev/null
 same t11 "and the published table still follows"
 
+# --- a slot the source lost pauses the pipeline and says why --------------------
+pipeline "CREATE TABLE t12 (id int PRIMARY KEY); CREATE TABLE noise12 (id int, pad text)" \
+  "CREATE TABLE replica.t12 (id int PRIMARY KEY)" c12 t12
+qs "INSERT INTO t12 VALUES (1)" >/dev/null
+drain c12 >/dev/null
+qs "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'" >/dev/null
+qs "SELECT pg_reload_conf()" >/dev/null
+qs "INSERT INTO t12 VALUES (2)" >/dev/null
+qs "INSERT INTO noise12 SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 40000) g" >/dev/null
+qs "SELECT pg_switch_wal()" >/dev/null
+qs "CHECKPOINT" >/dev/null
+is "$(qs "SELECT wal_status FROM pg_replication_slots WHERE slot_name LIKE 'pipeline_c12_%'")" lost \
+  "the source invalidates the slot past max_slot_wal_keep_size"
+is "$(qd "SELECT status || ' ' || sqlstate FROM pipeline_run('c12')")" "failed 55000" \
+  "the next run fails with 55000, not a protocol error retried forever"
+is "$(qd "SELECT enabled FROM pipeline.pipelines WHERE name = 'c12'")" f "and pauses the pipeline"
+qd "SELECT last_error FROM pipeline.status WHERE pipeline = 'c12'" | grep -q 'replication slot "pipeline_c12_.*" is lost on the source'
+ok $? "whose status names the lost slot"
+qs "ALTER SYSTEM RESET max_slot_wal_keep_size" >/dev/null
+qs "SELECT pg_reload_conf()" >/dev/null
+qd "SELECT pipeline_drop('c12')" >/dev/null
+
 # --- the replica role is a superuser's: a non-superuser's apply fires FK checks -----
 cluster_psql cdcfdst "$CPORT" -q >/dev/null <<'SQL'
 CREATE ROLE ownr LOGIN REPLICATION;

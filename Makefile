@@ -4,6 +4,7 @@ MODULE_big = pipeline
 OBJS = \
 	src/pipeline.o \
 	src/security.o \
+	src/sql_text.o \
 	src/catalog.o \
 	src/define.o \
 	src/contract.o \

@@ -40,6 +40,13 @@ ALTER TABLE pipeline.pipelines ADD COLUMN id bigserial NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('pipeline.pipelines_id_seq', '');
 
 /*
+ * poll_interval is at most a day and retry_delay at most a year since 0.4:
+ * larger values overflowed the worker's and the retries' timestamps.
+ */
+UPDATE pipeline.pipelines SET poll_interval = '1 day' WHERE poll_interval > '1 day';
+UPDATE pipeline.pipelines SET retry_delay = '1 year' WHERE retry_delay > '1 year';
+
+/*
  * pipeline_drain cannot pin search_path (a procedure with a SET clause
  * cannot COMMIT), so it runs under its caller's: every operator and
  * function is qualified, or a user's operator of a closer signature (say

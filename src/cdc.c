@@ -32,6 +32,7 @@
 #include "replication/slot.h"
 #include "replication/walreceiver.h"
 #include "utils/acl.h"
+#include "catalog/pg_class.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -353,15 +354,29 @@ events_table(const char *name)
 	if (!OidIsValid(relid))
 	{
 		if (SPI_execute(psprintf("CREATE TABLE %s (id bigserial PRIMARY KEY, "
-								 "lsn pg_catalog.pg_lsn NOT NULL, op text NOT NULL, "
-								 "relation text NOT NULL, committed_at timestamptz, "
-								 "new jsonb, old jsonb)",
+								 "lsn pg_catalog.pg_lsn NOT NULL, op pg_catalog.text NOT NULL, "
+								 "relation pg_catalog.text NOT NULL, committed_at pg_catalog.timestamptz, "
+								 "new pg_catalog.jsonb, old pg_catalog.jsonb)",
 								 quote_qualified_identifier(rv->schemaname, rv->relname)),
 						false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "could not create events table %s", name);
 		CommandCounterIncrement();
 		relid = RangeVarGetRelid(rv, NoLock, false);
 	}
+	/*
+	 * The change stream is the owner's data: an existing table must be the
+	 * owner's too, or its owner's triggers would run on every change (as
+	 * the pipeline's owner) and its owner would read the stream.
+	 */
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("events table %s is not owned by the pipeline's owner", name),
+				 errhint("Name a table of your own, or one that does not exist yet: it is created.")));
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

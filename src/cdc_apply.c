@@ -233,6 +233,13 @@ key_cast(CdcTable *t, const char *column_sql, const char *key)
 	return psprintf("CAST(%s AS %s)", column_sql, format_type_be_qualified(type));
 }
 
+/* "=" between a key column and a value, qualified: see equality_operator_sql */
+static char *
+key_equals(CdcTable *t, const char *key)
+{
+	return equality_operator_sql(get_atttype(t->target, get_attnum(t->target, key)));
+}
+
 static char *
 old_key_name(const char *key)
 {
@@ -281,8 +288,8 @@ append_key_match(StringInfo s, CdcTable *t, const char *alias, bool old)
 		const char *key = strVal(lfirst(lc));
 		const char *column = old ? old_key_name(key) : key;
 
-		appendStringInfo(s, "%s__pipeline_target.%s = %s", foreach_current_index(lc) ? " AND " : "",
-						 quote_identifier(key),
+		appendStringInfo(s, "%s__pipeline_target.%s %s %s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(key), key_equals(t, key),
 						 key_cast(t, psprintf("%s.%s", alias, quote_identifier(column)), key));
 	}
 }
@@ -394,8 +401,9 @@ delete_sql(CdcTable *t)
 	}
 	appendStringInfoString(&s, " FROM " CHANGES_ENR " AS c) AS d WHERE ");
 	foreach(lc, t->key)
-		appendStringInfo(&s, "%s__pipeline_target.%s = d.%s", foreach_current_index(lc) ? " AND " : "",
-						 quote_identifier(strVal(lfirst(lc))), quote_identifier(strVal(lfirst(lc))));
+		appendStringInfo(&s, "%s__pipeline_target.%s %s d.%s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(strVal(lfirst(lc))), key_equals(t, strVal(lfirst(lc))),
+						 quote_identifier(strVal(lfirst(lc))));
 	return s.data;
 }
 
@@ -832,8 +840,8 @@ apply_partial_update(CdcApply *a, CdcTable *t, LogicalRepTupleData *newtup,
 	{
 		const char *key = strVal(lfirst(lc));
 
-		appendStringInfo(&s, "%s__pipeline_target.%s = %s", foreach_current_index(lc) ? " AND " : "",
-						 quote_identifier(key),
+		appendStringInfo(&s, "%s__pipeline_target.%s %s %s", foreach_current_index(lc) ? " AND " : "",
+						 quote_identifier(key), key_equals(t, key),
 						 key_cast(t, psprintf("coalesce(" OUTPUT_ALIAS ".%s, " OUTPUT_ALIAS ".%s)",
 											  quote_identifier(old_key_name(key)),
 											  quote_identifier(key)), key));

@@ -696,6 +696,8 @@ check_constraint_rules(const Pipeline *p, List *output, List *rules)
 				   " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) "
 				   "FROM pg_catalog.pg_constraint c WHERE c.conrelid = $1 AND c.contype = 'c' "
 				   "AND pg_catalog.to_regprocedure('pg_catalog.pipeline_breaks_check(oid, \"any\")') IS NOT NULL "
+				   /* a whole-row reference or a system column: the INSERT alone checks it */
+				   "AND 0 OPERATOR(pg_catalog.<) ALL (c.conkey) "
 				   "ORDER BY 1", OIDOID, ObjectIdGetDatum(p->target));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

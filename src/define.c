@@ -314,11 +314,14 @@ check_statements(const Pipeline *p)
 }
 
 /*
- * retry_delay must be an interval of zero or more, timeout a positive one,
- * poll_interval at least 100 milliseconds.
+ * retry_delay must be an interval from zero to a year, timeout a positive
+ * one, poll_interval one from 100 milliseconds to a day. The upper bounds
+ * keep the worker's and the retries' timestamp arithmetic from overflowing
+ * (a poll_interval of millions of years made the worker poll without end).
  */
 static void
-check_interval(const Pipeline *p, const char *key, const char *value, const char *minimum)
+check_interval(const Pipeline *p, const char *key, const char *value, const char *comparison,
+			   const char *minimum, const char *maximum)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	Oid			type = TEXTOID;
@@ -327,8 +330,12 @@ check_interval(const Pipeline *p, const char *key, const char *value, const char
 
 	PG_TRY();
 	{
-		SPI_execute_with_args(psprintf("SELECT CAST($1 AS pg_catalog.interval) %s",
-									   minimum), 1, &type, &arg, NULL, true, 1);
+		SPI_execute_with_args(psprintf("SELECT v OPERATOR(pg_catalog.%s) CAST(%s AS pg_catalog.interval) "
+									   "AND v OPERATOR(pg_catalog.<=) CAST(%s AS pg_catalog.interval) "
+									   "FROM CAST($1 AS pg_catalog.interval) AS v",
+									   comparison, quote_literal_cstr(minimum),
+									   quote_literal_cstr(maximum)),
+							  1, &type, &arg, NULL, true, 1);
 		ok = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
 	}
 	PG_CATCH();
@@ -338,16 +345,17 @@ check_interval(const Pipeline *p, const char *key, const char *value, const char
 	}
 	PG_END_TRY();
 	if (!ok)
-		invalid_option(p, key, psprintf("an interval %s, such as \"5 minutes\"", minimum));
+		invalid_option(p, key, psprintf("an interval %s '%s' and at most '%s', such as \"5 minutes\"",
+										comparison, minimum, maximum));
 }
 
 static void
 check_intervals(const Pipeline *p)
 {
-	check_interval(p, "retry_delay", p->retry_delay, ">= '0'");
+	check_interval(p, "retry_delay", p->retry_delay, ">=", "0", "1 year");
 	if (p->timeout)
-		check_interval(p, "timeout", p->timeout, "> '0'");
-	check_interval(p, "poll_interval", p->poll_interval, ">= '100 milliseconds'");
+		check_interval(p, "timeout", p->timeout, ">", "0", "1 year");
+	check_interval(p, "poll_interval", p->poll_interval, ">=", "100 milliseconds", "1 day");
 }
 
 void

@@ -74,29 +74,6 @@ matview_enter(const MatView *mv, IdentityFrame *frame)
 	identity_pin("DateStyle", mv->datestyle);
 }
 
-/*
- * "= ANY" and "=" on a key: the equality operator of the type's default
- * btree class (the one of the view's unique key index), schema-qualified.
- */
-static char *
-key_equality(Oid type)
-{
-	TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_EQ_OPR);
-	HeapTuple	tuple;
-	char	   *name;
-
-	if (!OidIsValid(tc->eq_opr))
-		elog(ERROR, "type %s has no equality operator", format_type_be(type));
-	tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(tc->eq_opr));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for operator %u", tc->eq_opr);
-	name = psprintf("OPERATOR(%s.%s)",
-					quote_identifier(get_namespace_name(((Form_pg_operator) GETSTRUCT(tuple))->oprnamespace)),
-					NameStr(((Form_pg_operator) GETSTRUCT(tuple))->oprname));
-	ReleaseSysCache(tuple);
-	return name;
-}
-
 static uint64
 execute(const char *sql, int nparams, Oid *types, Datum *values, const char *nulls,
 		Snapshot snapshot)
@@ -165,7 +142,7 @@ group_predicate(const MatView *mv, const char *prefix, bool numbered)
 					   numbered ? psprintf("k%d", k + 1) : quote_identifier(col->name));
 		appendStringInfo(&s, "%s(%s %s ANY($%d) OR (%s IS NULL AND $%d))",
 						 k > 0 ? " AND " : "", ref,
-						 key_equality(get_atttype(mv->relid, column)),
+						 equality_operator_sql(get_atttype(mv->relid, column)),
 						 KEY_PARAMS * k + 1, ref, KEY_PARAMS * k + 2);
 		k++;
 	}

@@ -110,6 +110,9 @@ extern bool catalog_try_lock_pipeline(const char *name);
 extern Pipeline *catalog_read_pipeline(const char *name, bool missing_ok);
 extern Pipeline *open_owned_pipeline(const char *name);
 extern void catalog_refuse_existing(const char *name);
+
+/* sql_text.c */
+extern char *equality_operator_sql(Oid type);
 extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);
 extern void catalog_update_pipeline(const Pipeline *p);
 extern void catalog_delete_pipeline(const char *name);

@@ -162,6 +162,17 @@ pipeline_schedule(PG_FUNCTION_ARGS)
 	SPI_connect();
 	t = job_target(name);
 	require_cron(name);
+	/*
+	 * pg_cron keeps job names as "name", cut at 63 bytes: two long names
+	 * would share one job (the catalog owner's), and the later schedule
+	 * would take over the earlier one's.
+	 */
+	if (strlen(t.job) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("cannot schedule \"%s\": its job name \"%s\" is longer than %d bytes",
+						name, t.job, NAMEDATALEN - 1),
+				 errhint("Use a shorter name, or call pipeline_run() or pipeline_refresh() from a job of your own.")));
 	values[0] = CStringGetTextDatum(t.job);
 	values[1] = CStringGetTextDatum(cron);
 	values[2] = CStringGetTextDatum(t.command);

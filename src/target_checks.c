@@ -49,7 +49,7 @@ typedef struct CheckState
 } CheckState;
 
 static AttrNumber *
-constraint_columns(HeapTuple tuple, int *ncolumns)
+constraint_columns(HeapTuple tuple, Oid constraint, int *ncolumns)
 {
 	bool		isnull;
 	Datum		conkey = SysCacheGetAttr(CONSTROID, tuple, Anum_pg_constraint_conkey, &isnull);
@@ -65,7 +65,14 @@ constraint_columns(HeapTuple tuple, int *ncolumns)
 					  &elems, NULL, ncolumns);
 	columns = palloc(sizeof(AttrNumber) * *ncolumns);
 	for (int i = 0; i < *ncolumns; i++)
+	{
 		columns[i] = DatumGetInt16(elems[i]);
+		/* a whole-row reference (0) or a system column (< 0): not a value we take */
+		if (columns[i] <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("constraint %u refers to the whole row or a system column", constraint)));
+	}
 	return columns;
 }
 
@@ -95,7 +102,7 @@ prepare_check(FunctionCallInfo fcinfo, Oid constraint)
 	if (isnull)
 		elog(ERROR, "null conbin for constraint %u", constraint);
 	state->constraint = constraint;
-	state->columns = constraint_columns(tuple, &state->ncolumns);
+	state->columns = constraint_columns(tuple, constraint, &state->ncolumns);
 
 	rel = table_open(con->conrelid, AccessShareLock);
 	state->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
@@ -118,8 +125,10 @@ fill_row(FunctionCallInfo fcinfo, CheckState *state)
 	TupleDesc	desc = slot->tts_tupleDescriptor;
 
 	if (PG_NARGS() - 1 != state->ncolumns)
-		elog(ERROR, "constraint %u has %d columns, got %d values",
-			 state->constraint, state->ncolumns, PG_NARGS() - 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("constraint %u has %d columns, got %d values",
+						state->constraint, state->ncolumns, PG_NARGS() - 1)));
 	ExecClearTuple(slot);
 	for (int i = 0; i < desc->natts; i++)
 		slot->tts_isnull[i] = true;
@@ -127,10 +136,13 @@ fill_row(FunctionCallInfo fcinfo, CheckState *state)
 	{
 		int			att = state->columns[i] - 1;
 
-		if (get_fn_expr_argtype(fcinfo->flinfo, i + 1) != TupleDescAttr(desc, att)->atttypid)
-			elog(ERROR, "value %d for constraint %u has type %s, not %s", i + 1,
-				 state->constraint, format_type_be(get_fn_expr_argtype(fcinfo->flinfo, i + 1)),
-				 format_type_be(TupleDescAttr(desc, att)->atttypid));
+		if (att >= desc->natts ||
+			get_fn_expr_argtype(fcinfo->flinfo, i + 1) != TupleDescAttr(desc, att)->atttypid)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("value %d for constraint %u has type %s, not the column's",
+							i + 1, state->constraint,
+							format_type_be(get_fn_expr_argtype(fcinfo->flinfo, i + 1)))));
 		slot->tts_values[att] = PG_GETARG_DATUM(i + 1);
 		slot->tts_isnull[att] = PG_ARGISNULL(i + 1);
 	}

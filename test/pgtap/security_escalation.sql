@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(19);
+SELECT plan(24);
 
 CREATE ROLE tap_mallory;
 CREATE ROLE tap_victim;
@@ -180,6 +180,30 @@ SELECT pipeline_create('p_broken', 'm.v7', 'm.d3', watermark => 'id');
 RESET ROLE;
 SELECT ok((SELECT count(*) FROM pipeline.status) > 1, 'pipeline.status lists every pipeline although one source fails');
 SELECT is((SELECT lag FROM pipeline.status WHERE pipeline = 'p_broken'), NULL, 'and the failing one''s lag is unknown');
+
+-- pipeline_breaks_check is callable by everyone: a constraint on a system
+-- column or the whole row (conkey 0 or below) read and wrote outside the row.
+SET ROLE tap_mallory;
+CREATE TABLE m.t_sys (a int, CONSTRAINT c_sys CHECK (tableoid <> 0));
+SELECT throws_ok(format('SELECT pipeline_breaks_check(%s, 1)',
+                        (SELECT oid FROM pg_constraint WHERE conname = 'c_sys')),
+                 '0A000', NULL, 'a constraint on a system column is refused, not read out of bounds');
+SELECT throws_ok(format('SELECT pipeline_breaks_check(%s, 1, 2)',
+                        (SELECT oid FROM pg_constraint WHERE conname = 'tdst_tags_check')),
+                 '42804', NULL, 'so are values that do not fit the constraint''s columns');
+-- such constraints stay the INSERT's: a pipeline into the table runs
+CREATE TABLE m.s_whole (id int, b int);
+CREATE TABLE m.d_whole (id int, b int, CONSTRAINT whole CHECK (id > 0 AND d_whole IS NOT NULL));
+INSERT INTO m.s_whole VALUES (1, 1), (2, 2);
+SELECT pipeline_create('p_whole', 'm.s_whole', 'm.d_whole');
+SELECT is((SELECT status || ' ' || rows_loaded FROM pipeline_run('p_whole')), 'succeeded 2',
+          'a target with a whole-row CHECK is loaded, the INSERT checking it');
+-- intervals that overflowed the worker's and the retries' arithmetic
+SELECT throws_ok($$ SELECT pipeline_alter('p_whole', '{"poll_interval": "178000000 years"}') $$,
+                 '22023', NULL, 'poll_interval is at most a day');
+SELECT throws_ok($$ SELECT pipeline_alter('p_whole', '{"retry_delay": "5000 years"}') $$,
+                 '22023', NULL, 'retry_delay is at most a year');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -266,4 +266,42 @@ is "$(cluster_psql cdcfdst "$CPORT" -U ownr -d postgres -qAt -c "SELECT status F
 is "$(qd "$(table_md5 mirror.acc)")" "$(qd "$(table_md5 app.acc)")" "and the target equals the source"
 qd "SELECT pipeline_drop('own')" >/dev/null
 
+# --- the apply's key comparisons are qualified: a writable public captures none --
+cluster_psql cdcfdst "$CPORT" -q >/dev/null <<'SQL'
+GRANT CREATE ON SCHEMA public TO PUBLIC;
+CREATE ROLE mal LOGIN;
+CREATE TABLE public.eq_calls (who text);
+GRANT INSERT ON public.eq_calls TO PUBLIC;
+SET ROLE mal;
+CREATE FUNCTION public.evil_eq(varchar, varchar) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.eq_calls VALUES (current_user); RETURN $1::text OPERATOR(pg_catalog.=) $2::text; END $$;
+CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.evil_eq);
+RESET ROLE;
+CREATE SCHEMA vsrc;
+CREATE TABLE vsrc.acct (code varchar PRIMARY KEY, bal int);
+CREATE TABLE mirror.acct (code varchar PRIMARY KEY, bal int);
+INSERT INTO vsrc.acct VALUES ('a', 1), ('b', 2), ('c', 3);
+CREATE PUBLICATION vpub FOR TABLE vsrc.acct;
+SELECT pipeline_create_cdc('vkeys', 'vpub', 'mirror');
+-- this session's own statements would call it (plain PostgreSQL): not counted
+DELETE FROM vsrc.acct WHERE code OPERATOR(pg_catalog.=) 'b';
+UPDATE vsrc.acct SET code = 'z' WHERE code OPERATOR(pg_catalog.=) 'c';
+UPDATE vsrc.acct SET bal = 10 WHERE code OPERATOR(pg_catalog.=) 'a';
+TRUNCATE public.eq_calls;
+SQL
+is "$(qd "SELECT status FROM pipeline_run('vkeys')")" succeeded "a superuser's CDC pipeline applies deletes and key changes of varchar keys"
+is "$(qd "$(table_md5 mirror.acct)")" "$(qd "$(table_md5 vsrc.acct)")" "the target equals the source"
+is "$(qd "SELECT count(*) FROM public.eq_calls")" 0 "and no operator of another role's in public was called"
+qd "SELECT pipeline_drop('vkeys')" >/dev/null
+
+# --- an events table that exists must be the owner's ---------------------------
+qd "CREATE TABLE public.ev_trap (id bigserial PRIMARY KEY, lsn pg_lsn NOT NULL, op text NOT NULL,
+      relation text NOT NULL, committed_at timestamptz, new jsonb, old jsonb);
+    GRANT ALL ON public.ev_trap, public.ev_trap_id_seq TO PUBLIC" >/dev/null
+err=$(cluster_psql cdcfdst "$CPORT" -U ownr -d postgres -qAt \
+  -c "SELECT pipeline_create_cdc('own_ev', 'app_pub', NULL, options => '{\"events\": \"public.ev_trap\"}')" 2>&1)
+echo "$err" | grep -q 'events table public.ev_trap is not owned by the pipeline'
+ok $? "another role's events table is refused: its triggers would see every change"
+is "$(qd "SELECT count(*) FROM pipeline.pipelines WHERE name = 'own_ev'")" 0 "and nothing is created"
+
 done_testing

@@ -179,6 +179,16 @@ is "$(qp "SELECT schedule_job || '|' || coalesce(next_run_at::text, 'no next run
 qp "SELECT pipeline_unschedule('alerting')" >/dev/null
 is "$(qp "SELECT count(*) FROM cron.job WHERE jobname = 'pipeline:alerting'")" 0 "pipeline_unschedule removes that job too"
 
+# pg_cron cuts job names at 63 bytes: a name that does not fit is refused,
+# or two long names would share one job (review of 0.4)
+long=$(printf 'P%.0s' $(seq 1 60))
+qp "SELECT pipeline_create('${long}_a', 'tick_src', 'tick_dst')" >/dev/null
+err=$(qp "SELECT pipeline_schedule('${long}_a', '0 3 * * *')" 2>&1)
+echo "$err" | grep -q 'is longer than 63 bytes'
+ok $? "a pipeline whose job name would be cut is not scheduled"
+is "$(qp "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pipeline:PPP%'")" 0 "and no job is made"
+qp "SELECT pipeline_drop('${long}_a')" >/dev/null
+
 # jobs of 0.3 (owned by whoever scheduled them; a view's job named like a
 # pipeline's) are given to the catalog's owner by the update to 0.4
 qp "DROP EXTENSION pipeline CASCADE; CREATE EXTENSION pipeline VERSION '0.3';

@@ -72,6 +72,17 @@ matview_enter(const MatView *mv, IdentityFrame *frame)
 	identity_enter(frame, mv->owner, catalog_search_path);
 	identity_pin("TimeZone", mv->timezone);
 	identity_pin("DateStyle", mv->datestyle);
+
+	/*
+	 * Every other setting a stable function's result depends on, at its
+	 * default: the captures run in each writer's session, and a writer's
+	 * IntervalStyle (say) would otherwise put rows of one group under two
+	 * keys ('2 days 01:00:00' and '2 1:00:00').
+	 */
+	identity_pin("IntervalStyle", "postgres");
+	identity_pin("extra_float_digits", "1");
+	identity_pin("bytea_output", "hex");
+	identity_pin("xmloption", "content");
 }
 
 static uint64
@@ -1020,6 +1031,12 @@ pipeline_create_matview(PG_FUNCTION_ARGS)
 
 	mv = palloc0(sizeof(MatView));
 	mv->query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	/* the maintaining SQL names its relations so (CAPTURE_ROWS, ...) */
+	if (strstr(mv->query, "__pipeline_") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("query of materialized view \"%s\" must not contain \"__pipeline_\"", name),
+				 errhint("Names and text starting with __pipeline_ are reserved for the SQL that maintains the view.")));
 	mv->immediate = strcmp(refresh, "immediate") == 0;
 	mv->owner = GetUserId();
 	mv->search_path = pstrdup(GetConfigOption("search_path", false, false));

@@ -4,7 +4,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(31);
+SELECT plan(35);
 
 CREATE ROLE tap_mvsec_mallory LOGIN;
 CREATE ROLE tap_mvsec_victim LOGIN;
@@ -173,6 +173,39 @@ SELECT bag_eq('SELECT day, n, a FROM mvsec_v.per_day',
               'the time bucket view equals its query');
 RESET ROLE;
 RESET search_path;
+
+-- A writer's own settings do not reach another role's view: the captures
+-- run in the writer's session, and its IntervalStyle put one group's rows
+-- under two keys (review of 0.4).
+RESET ROLE;
+SET search_path = public;
+CREATE SCHEMA mvsec_iv AUTHORIZATION tap_mvsec_victim;
+SET ROLE tap_mvsec_victim;
+CREATE TABLE mvsec_iv.e (a timestamptz, b timestamptz);
+GRANT INSERT ON mvsec_iv.e TO tap_mvsec_mallory;
+GRANT USAGE ON SCHEMA mvsec_iv TO tap_mvsec_mallory;
+INSERT INTO mvsec_iv.e VALUES ('2026-01-01', '2026-01-03 01:00');
+SELECT pipeline_create_matview('mvsec_iv.dur_i', 'SELECT (b - a)::text AS dur, count(*) AS n FROM mvsec_iv.e GROUP BY 1', 'immediate');
+SELECT pipeline_create_matview('mvsec_iv.dur_d', 'SELECT (b - a)::text AS dur, count(*) AS n FROM mvsec_iv.e GROUP BY 1');
+RESET ROLE;
+SET ROLE tap_mvsec_mallory;
+SET IntervalStyle = 'sql_standard';
+INSERT INTO mvsec_iv.e VALUES ('2026-02-01', '2026-02-03 01:00');
+RESET IntervalStyle;
+RESET ROLE;
+SELECT pipeline_refresh('mvsec_iv.dur_d');
+SELECT results_eq($$ SELECT dur, n FROM mvsec_iv.dur_i $$, $$ VALUES ('2 days 01:00:00'::text, 2::bigint) $$,
+                  'an immediate view keeps one group whatever IntervalStyle its writer uses');
+SELECT results_eq($$ SELECT dur, n FROM mvsec_iv.dur_d $$, $$ VALUES ('2 days 01:00:00'::text, 2::bigint) $$,
+                  'and so does a deferred one');
+-- the maintaining SQL's names are reserved: a literal of the query that
+-- spelled one was rewritten with it
+SET ROLE tap_mvsec_victim;
+SELECT throws_ok($$ SELECT pipeline_create_matview('mvsec_iv.trap', $q$SELECT a, count(*) AS n FROM mvsec_iv.e WHERE a::text <> '__pipeline_rows' GROUP BY a$q$) $$,
+                 '42939', NULL, 'a query that spells __pipeline_ is refused');
+SELECT is((SELECT count(*) FROM pipeline.matviews WHERE relation::text LIKE '%trap%'), 0::bigint, 'and leaves nothing');
+RESET ROLE;
+DROP SCHEMA mvsec_iv CASCADE;
 
 DROP OWNED BY tap_mvsec_mallory, tap_mvsec_victim CASCADE;
 DROP ROLE tap_mvsec_mallory;

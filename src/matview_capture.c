@@ -29,11 +29,38 @@
 #include "storage/proc.h"
 #include "utils/snapmgr.h"
 #include "utils/hsearch.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(pipeline_matview_capture);
+
+/*
+ * An error of the view's maintenance, raised in a writer's statement. Its
+ * context and internal query are the SQL that maintains the view, which
+ * holds the view's query: row-level security hides that from roles other
+ * than the owner, so such a writer gets the error without them.
+ */
+static void
+rethrow_for_writer(const MatView *mv, Oid writer)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(TopTransactionContext);
+	edata = CopyErrorData();
+	if (!has_privs_of_role(writer, mv->owner))
+	{
+		FlushErrorState();
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		edata->cursorpos = 0;
+		edata->context = psprintf("while maintaining incremental materialized view %s",
+								  get_rel_name(mv->relid));
+		ReThrowError(edata);
+	}
+	PG_RE_THROW();
+}
 
 typedef struct CaptureEntry
 {
@@ -448,10 +475,18 @@ pipeline_matview_capture(PG_FUNCTION_ARGS)
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "could not register the transition tables");
 	matview_enter(e->mv, &frame);
-	if (e->mv->immediate)
-		apply_changes(e, td, kind);
-	else
-		log_changes(e, td, kind);
+	PG_TRY();
+	{
+		if (e->mv->immediate)
+			apply_changes(e, td, kind);
+		else
+			log_changes(e, td, kind);
+	}
+	PG_CATCH();
+	{
+		rethrow_for_writer(e->mv, frame.saved_userid);
+	}
+	PG_END_TRY();
 	identity_leave(&frame);
 	SPI_finish();
 	return PointerGetDatum(NULL);

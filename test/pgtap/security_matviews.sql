@@ -4,7 +4,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(35);
+SELECT plan(37);
 
 CREATE ROLE tap_mvsec_mallory LOGIN;
 CREATE ROLE tap_mvsec_victim LOGIN;
@@ -204,6 +204,21 @@ SET ROLE tap_mvsec_victim;
 SELECT throws_ok($$ SELECT pipeline_create_matview('mvsec_iv.trap', $q$SELECT a, count(*) AS n FROM mvsec_iv.e WHERE a::text <> '__pipeline_rows' GROUP BY a$q$) $$,
                  '42939', NULL, 'a query that spells __pipeline_ is refused');
 SELECT is((SELECT count(*) FROM pipeline.matviews WHERE relation::text LIKE '%trap%'), 0::bigint, 'and leaves nothing');
+-- a writer whose row breaks the maintenance of another role's view gets
+-- the error, but not the view's query from its context
+CREATE TABLE mvsec_iv.o (region text, amt int);
+GRANT INSERT ON mvsec_iv.o TO tap_mvsec_mallory;
+SELECT pipeline_create_matview('mvsec_iv.by_region', $q$SELECT region, sum(amt * 1000) AS s, count(*) AS n FROM mvsec_iv.o WHERE region <> 'topsecret-region' GROUP BY region$q$, 'immediate');
+RESET ROLE;
+SET ROLE tap_mvsec_mallory;
+SELECT throws_ok($$ INSERT INTO mvsec_iv.o VALUES ('x', 2147483647), ('y', 1) $$, '22003', NULL,
+                 'a writer gets the maintenance''s error');
+CREATE FUNCTION pg_temp.context_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE c text;
+BEGIN EXECUTE sql; RETURN NULL;
+EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS c = PG_EXCEPTION_CONTEXT; RETURN c; END $$;
+SELECT ok(pg_temp.context_of($$ INSERT INTO mvsec_iv.o VALUES ('x', 2147483647), ('y', 1) $$) NOT LIKE '%topsecret%',
+          'without the view''s query in its context');
 RESET ROLE;
 DROP SCHEMA mvsec_iv CASCADE;
 

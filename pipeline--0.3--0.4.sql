@@ -90,6 +90,53 @@ LANGUAGE C VOLATILE;
 UPDATE pipeline.contract_rules SET argument = 'null' WHERE argument IS NULL;
 ALTER TABLE pipeline.contract_rules ALTER COLUMN argument SET NOT NULL;
 
+/*
+ * A view dropped with DROP TABLE takes its pg_cron job along too: the job
+ * is the catalog owner's (a superuser's) and would go on refreshing a view
+ * that anyone later creates under the same name.
+ */
+CREATE OR REPLACE FUNCTION pipeline.forget_dropped_matviews()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    t record;
+    job_key text;
+BEGIN
+    FOR m IN
+        DELETE FROM pipeline.matviews v
+        USING pg_event_trigger_dropped_objects() d
+        WHERE d.classid = 'pg_class'::regclass
+          AND d.objsubid = 0
+          AND d.objid = v.relation::oid
+        RETURNING v.id, v.base_tables, v.schedule, d.schema_name, d.object_name
+    LOOP
+        FOR t IN
+            SELECT tg.tgname, tg.tgrelid::regclass AS rel
+            FROM pg_trigger tg
+            WHERE tg.tgrelid = ANY (m.base_tables::oid[])
+              AND tg.tgname LIKE 'pipeline\_matview\_' || m.id || '\_%'
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+        END LOOP;
+        IF to_regclass('pipeline.matview_log_' || m.id) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pipeline.%I', 'matview_log_' || m.id);
+        END IF;
+        -- the job of the view, as src/schedule.c names it and removes it
+        IF m.schedule IS NOT NULL AND to_regclass('cron.job') IS NOT NULL THEN
+            job_key := quote_ident(m.schema_name) || '.' || quote_ident(m.object_name);
+            EXECUTE 'SELECT cron.unschedule(jobid) FROM cron.job
+                     WHERE jobname = $1 AND (username = current_user OR command = $2)'
+              USING 'pipeline_view:' || job_key,
+                    'SELECT pg_catalog.pipeline_refresh(' || quote_literal(job_key) || ')';
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------
 -- CDC: exactly-once confirms, wedges
 -- ---------------------------------------------------------------------

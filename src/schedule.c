@@ -24,6 +24,7 @@
  */
 #include "pipeline.h"
 
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -98,7 +99,12 @@ job_target(const char *name)
 
 	catalog_lock_pipeline(name);
 	p = catalog_read_pipeline(name, true);
-	if (p == NULL)
+	/*
+	 * A name can be both a pipeline's and a view's ("s.v"): the caller's
+	 * own one, the pipeline if both are; another role's pipeline of a
+	 * view's name must not keep the view's owner from scheduling it.
+	 */
+	if (p == NULL || !has_privs_of_role(GetUserId(), p->owner))
 		view = matview_relation(name);
 	if (!OidIsValid(view))
 	{
@@ -271,9 +277,10 @@ Datum
 pipeline_job_state(PG_FUNCTION_ARGS)
 {
 	const char *job;
+	const char *command;
 	IdentityFrame frame;
-	Oid			type = TEXTOID;
-	Datum		value;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 	char	   *state = "missing";
 	MemoryContext caller = CurrentMemoryContext;
 
@@ -290,22 +297,29 @@ pipeline_job_state(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		}
 		job = job_name(name, false);
+		command = pipeline_command(name);
 	}
 	else if (!PG_ARGISNULL(1))
 	{
 		Oid			view = PG_GETARG_OID(1);
 
+#if PG_VERSION_NUM >= 160000
+		if (!object_ownercheck(RelationRelationId, view, GetUserId()))
+#else
 		if (!pg_class_ownercheck(view, GetUserId()))
+#endif
 			PG_RETURN_NULL();
 		SPI_connect();
 		job = job_name(matview_job_key(view), true);
+		command = matview_command(matview_job_key(view));
 	}
 	else
 		PG_RETURN_NULL();
 
 	if (cron_installed())
 	{
-		value = CStringGetTextDatum(job);
+		values[0] = CStringGetTextDatum(job);
+		values[1] = CStringGetTextDatum(command);
 		identity_enter_catalog(&frame);
 		if (SPI_execute_with_args("SELECT CASE "
 								  "WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r "
@@ -318,8 +332,11 @@ pipeline_job_state(PG_FUNCTION_ARGS)
 								  "  THEN 'other database' "
 								  "ELSE 'active' END "
 								  "FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1 "
+								  /* the object's job (see remove_jobs), not another's of that name */
+								  "AND (j.username OPERATOR(pg_catalog.=) CURRENT_USER "
+								  "OR j.command OPERATOR(pg_catalog.=) $2) "
 								  "ORDER BY j.username OPERATOR(pg_catalog.=) CURRENT_USER DESC LIMIT 1",
-								  1, &type, &value, NULL, true, 1) == SPI_OK_SELECT &&
+								  2, types, values, NULL, true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 			state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		identity_leave(&frame);

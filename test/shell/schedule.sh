@@ -71,6 +71,17 @@ is "$(as_role sched_victim "SELECT schedule_job FROM pipeline.status WHERE pipel
   "and the view's owner sees it active"
 as_role sched_victim "SELECT pipeline_drop_matview('victim.ev_counts')" >/dev/null
 
+# mallory's pipeline named like victim's view does not keep victim from
+# scheduling the view; and a view dropped with DROP TABLE takes its job
+as_role sched_victim "SELECT pipeline_create_matview('victim.ev_n', 'SELECT k, count(*) AS n FROM victim.ev GROUP BY k')" >/dev/null
+as_role sched_mallory "SELECT pipeline_create('victim.ev_n', 'mallory.s', 'mallory.d')" >/dev/null
+is "$(as_role sched_victim "SELECT pipeline_schedule('victim.ev_n', '0 4 * * *') > 0" 2>&1)" t \
+  "victim schedules her view although mallory has a pipeline of its name"
+as_role sched_mallory "SELECT pipeline_drop('victim.ev_n')" >/dev/null
+as_role sched_victim "DROP TABLE victim.ev_n" >/dev/null
+is "$(qp "SELECT count(*) FROM cron.job WHERE jobname LIKE '%ev_n'")" 0 \
+  "a view dropped with DROP TABLE takes its job along"
+
 # the role that scheduled goes away: no job is left with a user pg_cron cannot
 # find, which would stop pg_cron's scheduler for every job (issue 15, 3)
 qp "DROP OWNED BY sched_admin; DROP ROLE sched_admin" >/dev/null

@@ -343,11 +343,7 @@ check_target_privileges(Oid relid)
 static Oid
 events_table(const char *name)
 {
-#if PG_VERSION_NUM >= 160000
-	List	   *names = stringToQualifiedNameList(name, NULL);
-#else
-	List	   *names = stringToQualifiedNameList(name);
-#endif
+	List	   *names = qualified_name_list(name);
 	RangeVar   *rv = makeRangeVarFromNameList(names);
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
@@ -368,11 +364,7 @@ events_table(const char *name)
 	 * owner's too, or its owner's triggers would run on every change (as
 	 * the pipeline's owner) and its owner would read the stream.
 	 */
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
 	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("events table %s is not owned by the pipeline's owner", name),

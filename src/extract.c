@@ -59,11 +59,7 @@ resolve_relation(const char *name, const char *what)
 	List	   *names;
 	Oid			relid;
 
-#if PG_VERSION_NUM >= 160000
-	names = stringToQualifiedNameList(name, NULL);
-#else
-	names = stringToQualifiedNameList(name);
-#endif
+	names = qualified_name_list(name);
 	relid = RangeVarGetRelid(makeRangeVarFromNameList(names), AccessShareLock,
 							 true);
 	if (!OidIsValid(relid))

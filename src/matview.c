@@ -714,7 +714,7 @@ matview_relation(const char *name)
 	/* a pipeline name need not be a valid relation name */
 	PG_TRY();
 	{
-		names = stringToQualifiedNameList(name);
+		names = qualified_name_list(name);
 		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
 	}
 	PG_CATCH();
@@ -732,7 +732,7 @@ matview_relation(const char *name)
 static Oid
 relation_of(const char *name, bool missing_ok)
 {
-	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	RangeVar   *rv = makeRangeVarFromNameList(qualified_name_list(name));
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
 	if (!OidIsValid(relid) && !missing_ok)
@@ -1049,7 +1049,7 @@ pipeline_create_matview(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"continuous\" applies to deferred views only")));
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	rv = makeRangeVarFromNameList(qualified_name_list(name));
 	if (OidIsValid(RangeVarGetRelid(rv, NoLock, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),

@@ -23,6 +23,24 @@
 #include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
+/*
+ * PostgreSQL 16 folded the per-catalog ownership and ACL checks into
+ * object_ownercheck/object_aclcheck and gave stringToQualifiedNameList an
+ * escontext: the names of 15 keep working on 16 and later.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_class_d.h"
+#include "catalog/pg_database_d.h"
+#include "catalog/pg_namespace_d.h"
+#define pg_class_ownercheck(relid, role) object_ownercheck(RelationRelationId, (relid), (role))
+#define pg_database_ownercheck(db, role) object_ownercheck(DatabaseRelationId, (db), (role))
+#define pg_namespace_aclcheck(nsp, role, mode) \
+	object_aclcheck(NamespaceRelationId, (nsp), (role), (mode))
+#define qualified_name_list(string) stringToQualifiedNameList((string), NULL)
+#else
+#define qualified_name_list(string) stringToQualifiedNameList(string)
+#endif
+
 /* Alias of the source relation inside the generated batch query. */
 #define BATCH_ALIAS "__pipeline_batch"
 /* Alias of the transform's output inside the generated load statement. */

@@ -303,11 +303,7 @@ pipeline_job_state(PG_FUNCTION_ARGS)
 	{
 		Oid			view = PG_GETARG_OID(1);
 
-#if PG_VERSION_NUM >= 160000
-		if (!object_ownercheck(RelationRelationId, view, GetUserId()))
-#else
 		if (!pg_class_ownercheck(view, GetUserId()))
-#endif
 			PG_RETURN_NULL();
 		SPI_connect();
 		job = job_name(matview_job_key(view), true);

@@ -584,8 +584,8 @@ column_rule_sql(const Pipeline *p, const Rule *r, const OutputColumn *col)
 		typename = json_scalar_text(r->argument);
 		parseTypeString(typename, &type, &typmod, false);
 		value = col->checked ? raw_text(col) : psprintf("(%s)::pg_catalog.text", v);
-		return psprintf("(%s IS NOT NULL AND pg_catalog.pipeline_try_input(%s, NULL::%s, %d) IS NULL)",
-						value, value, format_type_be_qualified(type), typmod);
+		return psprintf("(%s IS NOT NULL AND pg_catalog.pipeline_try_input(%s, %s, %d) IS NULL)",
+						value, value, type_marker_sql(type), typmod);
 	}
 	if (strcmp(kind, "min") == 0 || strcmp(kind, "max") == 0)
 	{

@@ -131,6 +131,7 @@ extern void catalog_refuse_existing(const char *name);
 
 /* sql_text.c */
 extern char *equality_operator_sql(Oid type);
+extern char *type_marker_sql(Oid type);
 extern void catalog_insert_pipeline(const Pipeline *p, Jsonb *options);
 extern void catalog_update_pipeline(const Pipeline *p);
 extern void catalog_delete_pipeline(const char *name);

@@ -15,6 +15,21 @@
 #include "utils/typcache.h"
 
 /*
+ * A NULL of "type" for the anyelement argument that gives pipeline_try_input
+ * and pipeline_try_cast their result type. NULL::domain would run the
+ * domain's constraints on that NULL for every row (failing with a NOT NULL
+ * domain, calling whatever its CHECK calls); a scalar subquery that returns
+ * no row has the domain's type and runs nothing.
+ */
+char *
+type_marker_sql(Oid type)
+{
+	if (get_typtype(type) == TYPTYPE_DOMAIN)
+		return psprintf("(SELECT NULL::%s LIMIT 0)", format_type_be_qualified(type));
+	return psprintf("NULL::%s", format_type_be_qualified(type));
+}
+
+/*
  * "=" on a value of "type" as generated SQL must write it: the equality
  * operator of the type's default btree class (the one of a primary key or
  * unique index on it), qualified with its schema. A bare "=" resolves

@@ -16,6 +16,7 @@
 #include "pipeline.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "fmgr.h"
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
@@ -27,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "access/htup_details.h"
 #include "access/transam.h"
@@ -176,14 +178,16 @@ source_columns(const Pipeline *p)
 }
 
 /*
- * Built-in types whose input functions only parse: on PostgreSQL 15, which
- * has no soft input errors, pipeline_try_input may catch their data errors
- * without a subtransaction. Other types convert with a plain cast, and a bad
- * value fails the run.
+ * Built-in types whose input functions only parse and allocate memory (and
+ * arrays of them): pipeline_try_input may catch their data errors without a
+ * subtransaction (on PostgreSQL 15, which has no soft input errors). The
+ * input of any other type is tried in a subtransaction.
  */
 static bool
 input_errors_catchable(Oid type)
 {
+	Oid			element;
+
 	switch (type)
 	{
 		case INT2OID:
@@ -207,27 +211,30 @@ input_errors_catchable(Oid type)
 		case JSONBOID:
 		case INETOID:
 		case CIDROID:
+		case BYTEAOID:
+		case BITOID:
+		case VARBITOID:
+		case MACADDROID:
+		case MACADDR8OID:
 			return true;
-		default:
-			return false;
 	}
+	element = get_element_type(type);
+	return OidIsValid(element) && type < FirstGenbkiObjectId &&
+		input_errors_catchable(element);
 }
 
 /*
- * Text into the target type: through pipeline_try_input where a bad value
- * can be caught (the row then breaks "<column>.type"), else a plain cast.
+ * Text into the target type, through its input function with the column's
+ * typmod, as INSERT takes a literal (too long a value into varchar(3)[] or
+ * bit(3) is an error, not cut short as by an explicit cast). A value the
+ * type does not take breaks "<column>.type".
  */
 static char *
 text_conversion(OutputColumn *out, const char *text)
 {
-	if (!input_errors_catchable(out->type))
-		return psprintf("CAST(%s AS %s)", text,
-						format_type_extended(out->type, out->typmod,
-											 FORMAT_TYPE_TYPEMOD_GIVEN |
-											 FORMAT_TYPE_FORCE_QUALIFY));
 	out->checked = true;
-	return psprintf("pg_catalog.pipeline_try_input(%s, NULL::%s, %d)",
-					text, format_type_be_qualified(out->type), out->typmod);
+	return psprintf("pg_catalog.pipeline_try_input(%s, %s, %d)",
+					text, type_marker_sql(out->type), out->typmod);
 }
 
 /*
@@ -286,14 +293,6 @@ cast_walker(Node *node, void *context)
 	return expression_tree_walker(node, cast_walker, context);
 }
 
-static bool
-cast_errors_catchable(Oid from, Oid to, int32 typmod)
-{
-	Node	   *cast = assignment_cast(from, to, typmod);
-
-	return cast != NULL && !cast_walker(cast, NULL);
-}
-
 /* Is pipeline_try_cast there (a catalog of 0.4 or later)? */
 static bool
 try_cast_installed(void)
@@ -346,9 +345,10 @@ cast_cannot_fail(Oid from, Oid to, int32 typmod)
 /*
  * The SQL that turns one output value into the target column's type, or
  * NULL when no conversion exists. An assignment cast that may fail (to a
- * narrower type or typmod) goes through pipeline_try_cast where its errors
- * can be caught: the row then breaks "<column>.type", and the rules see the
- * value as it will be stored. Other assignment casts are left to INSERT.
+ * narrower type or typmod, into a domain, through a user's cast) goes
+ * through pipeline_try_cast where its data errors are caught: the row then
+ * breaks "<column>.type", and the rules see the value as it will be stored.
+ * Casts that cannot fail are left to INSERT.
  */
 static char *
 conversion(OutputColumn *out, Oid from)
@@ -366,16 +366,44 @@ conversion(OutputColumn *out, Oid from)
 											 out->raw));
 	if (from == to || can_coerce_type(1, &from, &to, COERCION_ASSIGNMENT))
 	{
-		if (cast_cannot_fail(from, to, out->typmod) ||
-			!cast_errors_catchable(from, to, out->typmod) || !try_cast_installed())
+		if (cast_cannot_fail(from, to, out->typmod) || !try_cast_installed())
 			return pstrdup(out->raw);	/* INSERT applies the assignment cast */
 		out->checked = true;
-		return psprintf("pg_catalog.pipeline_try_cast(%s, NULL::%s, %d)",
-						out->raw, format_type_be_qualified(to), out->typmod);
+		return psprintf("pg_catalog.pipeline_try_cast(%s, %s, %d)",
+						out->raw, type_marker_sql(to), out->typmod);
 	}
 	if (TypeCategory(from_base) == TYPCATEGORY_STRING || from == UNKNOWNOID)
 		return text_conversion(out, psprintf("(%s)::pg_catalog.text", out->raw));
 	return NULL;
+}
+
+/*
+ * Does the column refuse NULL, by its own NOT NULL or a NOT NULL domain
+ * (of any depth)? Either way a NULL breaks "<column>.not_null".
+ */
+static bool
+column_not_null(Form_pg_attribute att)
+{
+	Oid			type = att->atttypid;
+
+	if (att->attnotnull)
+		return true;
+	while (get_typtype(type) == TYPTYPE_DOMAIN)
+	{
+		HeapTuple	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+		Form_pg_type typ;
+		bool		not_null;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for type %u", type);
+		typ = (Form_pg_type) GETSTRUCT(tuple);
+		not_null = typ->typnotnull;
+		type = typ->typbasetype;
+		ReleaseSysCache(tuple);
+		if (not_null)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -432,7 +460,7 @@ transform_output(const Pipeline *p, const char *batch_sql, bool *has_watermark)
 		out->raw = psprintf(OUTPUT_ALIAS ".%s", quote_identifier(col->name));
 		out->type = att->atttypid;
 		out->typmod = att->atttypmod;
-		out->not_null = att->attnotnull;
+		out->not_null = column_not_null(att);
 		out->raw_type = col->type;
 		out->expr = conversion(out, col->type);
 		if (out->expr == NULL)
@@ -473,7 +501,7 @@ text_output_column(Oid target, const char *name)
 	out->raw = psprintf(OUTPUT_ALIAS ".%s", quote_identifier(name));
 	out->type = att->atttypid;
 	out->typmod = att->atttypmod;
-	out->not_null = att->attnotnull;
+	out->not_null = column_not_null(att);
 	ReleaseSysCache(tuple);
 	out->raw_type = TEXTOID;
 	out->expr = conversion(out, TEXTOID);
@@ -481,13 +509,82 @@ text_output_column(Oid target, const char *name)
 }
 
 /*
+ * Is the error one about the value being converted? Data exceptions (class
+ * 22), and for a domain the violation of its constraints. Anything else, a
+ * cancel, a lock timeout or an error raised by a user's function, is not.
+ */
+static bool
+is_data_error(const ErrorData *edata, bool domain)
+{
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+		return true;
+	return domain &&
+		(edata->sqlerrcode == ERRCODE_CHECK_VIOLATION ||
+		 edata->sqlerrcode == ERRCODE_NOT_NULL_VIOLATION);
+}
+
+typedef Datum (*ConvertCall) (void *arg);
+
+/*
+ * call(arg) into *result, or false when it raised a data error. Code that
+ * only computes and allocates memory (input_errors_catchable, cast_walker)
+ * may have its error caught directly; any other code (a domain's CHECK, a
+ * user's cast or input function) may hold locks, buffers or other resources
+ * when it fails, so it runs in a subtransaction that is rolled back, as
+ * PL/pgSQL's exception blocks do. Errors that are not data errors propagate.
+ */
+static bool
+call_catching_data_errors(ConvertCall call, void *arg, bool subtransaction,
+						  bool domain, Datum *result)
+{
+	MemoryContext callcontext = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	if (subtransaction)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(callcontext);
+	}
+	PG_TRY();
+	{
+		*result = call(arg);
+		if (subtransaction)
+		{
+			ReleaseCurrentSubTransaction();
+			CurrentResourceOwner = owner;
+		}
+		MemoryContextSwitchTo(callcontext);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(callcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (subtransaction)
+		{
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(callcontext);
+			CurrentResourceOwner = owner;
+		}
+		if (!is_data_error(edata, domain))
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
  * pipeline_try_input(value text, type_of anyelement, typmod int)
  *
- * The input function of type_of's type applied to value, or NULL when value
- * is not valid input. On 16 and later through the soft-error interface; on
- * 15 by catching the error of a built-in type's input function, which only
- * parses and allocates memory (see input_errors_catchable). Only data
- * exceptions (class 22) are caught; anything else propagates.
+ * The input function of type_of's type applied to value with typmod, as
+ * INSERT takes a literal, or NULL when value is not valid input (see
+ * call_catching_data_errors; on 16 and later the built-in parsers report
+ * through the soft-error interface).
  */
 typedef struct TryInputCache
 {
@@ -495,49 +592,36 @@ typedef struct TryInputCache
 	FmgrInfo	input;
 	Oid			ioparam;
 	bool		catchable;
+	bool		domain;
+	/* the call in progress */
+	char	   *str;
+	int32		typmod;
 } TryInputCache;
 
 PG_FUNCTION_INFO_V1(pipeline_try_input);
 
+static Datum
+input_call(void *arg)
+{
+	TryInputCache *cache = arg;
+
+	return InputFunctionCall(&cache->input, cache->str, cache->ioparam, cache->typmod);
+}
+
 static bool
-try_input_call(TryInputCache *cache, char *str, int32 typmod, Datum *result)
+try_input_call(TryInputCache *cache, Datum *result)
 {
 #if PG_VERSION_NUM >= 160000
-	ErrorSaveContext escontext = {T_ErrorSaveContext};
-
-	return InputFunctionCallSafe(&cache->input, str, cache->ioparam, typmod,
-								 (Node *) &escontext, result);
-#else
-	MemoryContext oldcontext = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	if (!cache->catchable)
+	if (cache->catchable)
 	{
-		*result = InputFunctionCall(&cache->input, str, cache->ioparam, typmod);
-		return true;
-	}
-	PG_TRY();
-	{
-		*result = InputFunctionCall(&cache->input, str, cache->ioparam, typmod);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+		ErrorSaveContext escontext = {T_ErrorSaveContext};
 
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		{
-			FreeErrorData(edata);
-			PG_RE_THROW();
-		}
-		FlushErrorState();
-		FreeErrorData(edata);
-		ok = false;
+		return InputFunctionCallSafe(&cache->input, cache->str, cache->ioparam,
+									 cache->typmod, (Node *) &escontext, result);
 	}
-	PG_END_TRY();
-	return ok;
 #endif
+	return call_catching_data_errors(input_call, cache, !cache->catchable,
+									 cache->domain, result);
 }
 
 Datum
@@ -545,7 +629,6 @@ pipeline_try_input(PG_FUNCTION_ARGS)
 {
 	TryInputCache *cache = (TryInputCache *) fcinfo->flinfo->fn_extra;
 	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
-	int32		typmod = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
 	Datum		result;
 
 	if (PG_ARGISNULL(0))
@@ -561,9 +644,12 @@ pipeline_try_input(PG_FUNCTION_ARGS)
 		getTypeInputInfo(type, &func, &cache->ioparam);
 		fmgr_info_cxt(func, &cache->input, fcinfo->flinfo->fn_mcxt);
 		cache->catchable = input_errors_catchable(type);
+		cache->domain = get_typtype(type) == TYPTYPE_DOMAIN;
 		fcinfo->flinfo->fn_extra = cache;
 	}
-	if (!try_input_call(cache, text_to_cstring(PG_GETARG_TEXT_PP(0)), typmod, &result))
+	cache->str = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	cache->typmod = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+	if (!try_input_call(cache, &result))
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
 }
@@ -573,8 +659,9 @@ pipeline_try_input(PG_FUNCTION_ARGS)
  *
  * The assignment cast of value to type_of's type and typmod, as INSERT
  * would apply it (numeric 0.8 into int is 1, too long text into varchar(n)
- * an error), or NULL where the cast fails with a data exception. Only casts
- * that cast_errors_catchable allows are caught; others raise their error.
+ * an error), or NULL where the cast fails with a data error (see
+ * call_catching_data_errors: casts that cast_walker passes are caught
+ * directly, others in a subtransaction).
  */
 typedef struct TryCastCache
 {
@@ -582,11 +669,14 @@ typedef struct TryCastCache
 	Oid			to;
 	int32		typmod;
 	bool		catchable;
+	bool		domain;
 	ExprState  *cast;
 	ExprContext *econtext;
 	ParamListInfo params;
 	int16		typlen;
 	bool		typbyval;
+	/* the call in progress */
+	bool		isnull;
 } TryCastCache;
 
 PG_FUNCTION_INFO_V1(pipeline_try_cast);
@@ -614,6 +704,7 @@ try_cast_cache(FunctionCallInfo fcinfo, Oid from, Oid to, int32 typmod)
 	cache->to = to;
 	cache->typmod = typmod;
 	cache->catchable = !cast_walker(cast, NULL);
+	cache->domain = get_typtype(to) == TYPTYPE_DOMAIN;
 	cache->params = makeParamList(1);
 	cache->params->numParams = 1;
 	cache->params->params[0].ptype = from;
@@ -627,14 +718,19 @@ try_cast_cache(FunctionCallInfo fcinfo, Oid from, Oid to, int32 typmod)
 	return cache;
 }
 
+static Datum
+cast_call(void *arg)
+{
+	TryCastCache *cache = arg;
+
+	return ExecEvalExprSwitchContext(cache->cast, cache->econtext, &cache->isnull);
+}
+
 Datum
 pipeline_try_cast(PG_FUNCTION_ARGS)
 {
 	TryCastCache *cache;
-	MemoryContext callcontext = CurrentMemoryContext;
-	volatile bool ok = true;
-	bool		isnull = false;
-	Datum		result = (Datum) 0;
+	Datum		result;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -643,35 +739,10 @@ pipeline_try_cast(PG_FUNCTION_ARGS)
 						   PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2));
 	cache->params->params[0].value = PG_GETARG_DATUM(0);
 	cache->params->params[0].isnull = false;
+	cache->isnull = false;
 	ResetExprContext(cache->econtext);
-
-	if (!cache->catchable)
-		result = ExecEvalExprSwitchContext(cache->cast, cache->econtext, &isnull);
-	else
-	{
-		PG_TRY();
-		{
-			result = ExecEvalExprSwitchContext(cache->cast, cache->econtext, &isnull);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(callcontext);
-			edata = CopyErrorData();
-			if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			{
-				FreeErrorData(edata);
-				PG_RE_THROW();
-			}
-			FlushErrorState();
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-	}
-	MemoryContextSwitchTo(callcontext);
-	if (!ok || isnull)
+	if (!call_catching_data_errors(cast_call, cache, !cache->catchable,
+								   cache->domain, &result) || cache->isnull)
 		PG_RETURN_NULL();
 	/* the expression context is reset at the next row: copy the value out */
 	PG_RETURN_DATUM(datumCopy(result, cache->typbyval, cache->typlen));

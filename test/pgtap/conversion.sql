@@ -2,7 +2,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION pipeline;
-SELECT plan(27);
+SELECT plan(33);
 
 -- 8. a value that fails its assignment cast is quarantined as <col>.type, per row
 CREATE TABLE s8 (id int, b bigint, n numeric, t text);
@@ -23,6 +23,54 @@ SELECT results_eq($$ SELECT id, b, n, t FROM d8 ORDER BY id $$,
   'good rows load as INSERT would cast them');
 SELECT is((SELECT pipeline_try_cast(0.8::numeric, NULL::int)), 1, 'pipeline_try_cast: numeric 0.8 into int is 1');
 SELECT is((SELECT pipeline_try_cast(3000000000::bigint, NULL::int)), NULL, 'pipeline_try_cast: out of range is NULL');
+
+-- 8b. text into any type: a value its input refuses is quarantined, never cut short
+CREATE TYPE color AS ENUM ('red', 'green');
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+CREATE DOMAIN small_code AS text CHECK (length(VALUE) <= 2);
+CREATE TABLE s8b (id int, a text, b text, bits text, codes text, c text, p text, sc text, m text);
+CREATE TABLE d8b (id int, a int[], b bytea, bits bit(3), codes varchar(3)[], c color, p positive,
+  sc small_code, m macaddr);
+INSERT INTO s8b VALUES
+  (1, '{1,2}', '\x01', '101', '{ab}', 'red', '5', 'ok', '08:00:2b:01:02:03'),
+  (2, '{1,x}', '\x01', '101', '{ab}', 'red', '5', 'ok', '08:00:2b:01:02:03'),
+  (3, '{1,2}', '\xzz', '101', '{ab}', 'red', '5', 'ok', '08:00:2b:01:02:03'),
+  (4, '{1,2}', '\x01', '1011', '{ab}', 'red', '5', 'ok', '08:00:2b:01:02:03'),
+  (5, '{1,2}', '\x01', '101', '{abcd}', 'red', '5', 'ok', '08:00:2b:01:02:03'),
+  (6, '{1,2}', '\x01', '101', '{ab}', 'blue', '5', 'ok', '08:00:2b:01:02:03'),
+  (7, '{1,2}', '\x01', '101', '{ab}', 'red', '-5', 'ok', '08:00:2b:01:02:03'),
+  (8, '{1,2}', '\x01', '101', '{ab}', 'red', '5', 'too long', '08:00:2b:01:02:03'),
+  (9, '{1,2}', '\x01', '101', '{ab}', 'red', '5', 'ok', 'not a mac'),
+  (10, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+SELECT pipeline_create('any_type', 's8b', 'd8b', watermark => 'id');
+SELECT results_eq($$ SELECT status, rows_read, rows_loaded, rows_quarantined FROM pipeline_run('any_type') $$,
+  $$ VALUES ('succeeded', 10::bigint, 2::bigint, 8::bigint) $$,
+  'arrays, bytea, bit, enum, domains and macaddr: the run succeeds and counts every row');
+SELECT results_eq($$ SELECT (data->>'id')::int, violations FROM pipeline.quarantine WHERE pipeline = 'any_type' ORDER BY 1 $$,
+  $$ VALUES (2, '{a.type}'::text[]), (3, '{b.type}'), (4, '{bits.type}'), (5, '{codes.type}'), (6, '{c.type}'),
+            (7, '{p.type}'), (8, '{sc.type}'), (9, '{m.type}') $$,
+  'each bad value under the rule of its column: a too long bit string or array element is not truncated');
+SELECT results_eq($$ SELECT id, a, bits, codes, c, p::int, sc::text FROM d8b ORDER BY id $$,
+  $$ VALUES (1, '{1,2}'::int[], B'101'::bit(3), '{ab}'::varchar(3)[], 'red'::color, 5, 'ok'),
+            (10, NULL, NULL, NULL, NULL, NULL, NULL) $$,
+  'the good rows load');
+CREATE DOMAIN required AS int NOT NULL;
+CREATE TABLE s8d (id int, n int);
+CREATE TABLE d8d (id int, p positive, r required);
+INSERT INTO s8d VALUES (1, 5), (2, -5), (3, NULL);
+SELECT pipeline_create('domains', 's8d', 'd8d', watermark => 'id', transform => 'SELECT id, n AS p, n AS r FROM batch');
+SELECT results_eq($$ SELECT status, rows_loaded, rows_quarantined FROM pipeline_run('domains') $$,
+  $$ VALUES ('succeeded', 1::bigint, 2::bigint) $$, 'int into domains: a CHECK or NOT NULL of the domain quarantines');
+SELECT results_eq($$ SELECT (data->>'id')::int, violations FROM pipeline.quarantine WHERE pipeline = 'domains' ORDER BY 1 $$,
+  $$ VALUES (2, '{p.type}'::text[]), (3, '{r.not_null}') $$,
+  'the domain''s CHECK breaks <column>.type, its NOT NULL <column>.not_null');
+CREATE FUNCTION boom(text) RETURNS bool LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'boom %', $1 USING ERRCODE = 'P0001'; END$$;
+CREATE DOMAIN exploding AS text CHECK (boom(VALUE));
+CREATE TABLE d8c (id int, e exploding);
+SELECT pipeline_create('not_data', 's8b', 'd8c', watermark => 'id', transform => 'SELECT id, sc AS e FROM batch');
+SELECT results_eq($$ SELECT status, sqlstate, error FROM pipeline_run('not_data') $$,
+  $$ VALUES ('failed', 'P0001', 'boom ok') $$,
+  'an error that is not about the data (raised by the domain''s CHECK) still fails the run, and NULL is not checked for the type');
 
 -- 9. rules see the values that will be stored
 CREATE TABLE s9 (id int, c numeric);
@@ -75,8 +123,6 @@ SELECT results_eq($$ SELECT id, v FROM d4n ORDER BY id $$, $$ VALUES (1, 4), (NU
   'the NULL key keeps its newest row');
 
 -- 11. the quarantine keeps what the transform made, so a replay converts it again
-CREATE TYPE color AS ENUM ('red', 'green');
-CREATE DOMAIN positive AS int CHECK (VALUE > 0);
 CREATE TABLE s11 (id int, a text, c text, p text);
 CREATE TABLE d11 (id int, a int[], c color, p positive);
 INSERT INTO s11 VALUES (1, '{1,2}', 'red', '5'), (2, '{3}', 'green', '6');
